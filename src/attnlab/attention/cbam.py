@@ -1,0 +1,42 @@
+"""Convolutional Block Attention Module."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._common import check_input, global_avg_pool, global_max_pool, reduced_channels
+from ._registry import register_attention
+
+
+@register_attention("cbam", paper="CBAM: Convolutional Block Attention Module", year=2018)
+class CBAM(nn.Module):
+    """CBAM (Woo, Park, Lee, Kweon, "CBAM: Convolutional Block Attention Module", ECCV 2018).
+
+    Channel attention then spatial attention, applied in sequence, with no residual inside the module:
+
+    - channel: ``Mc = sigmoid(MLP(avgpool(x)) + MLP(maxpool(x)))``, one shared MLP ``C -> C/r -> C``;
+      output of ``gate``, (N, C, 1, 1);
+    - spatial: ``Ms = sigmoid(BN(conv_kxk([max_c(x'); mean_c(x')])))`` on ``x' = x * Mc``; output of
+      ``spatial_gate``, (N, 1, H, W). Channel order and the BN follow the official implementation.
+    """
+
+    def __init__(self, channels: int, *, reduction: float = 16, spatial_kernel: int = 7):
+        super().__init__()
+        if isinstance(spatial_kernel, bool) or not isinstance(spatial_kernel, int) or spatial_kernel < 1 or spatial_kernel % 2 == 0:
+            raise ValueError(f"spatial_kernel must be an odd integer >= 1, got {spatial_kernel!r}")
+        self.channels = channels
+        self.reduction = reduction
+        self.spatial_kernel = spatial_kernel
+        hidden = reduced_channels(channels, reduction)
+        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.gate = nn.Sigmoid()
+        self.spatial_conv = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False)
+        self.spatial_bn = nn.BatchNorm2d(1, momentum=0.01)
+        self.spatial_gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.channels)
+        x = x * self.gate(self.mlp(global_avg_pool(x)) + self.mlp(global_max_pool(x)))
+        pooled = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), dim=1)
+        return x * self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))

@@ -1,0 +1,31 @@
+import pytest
+from torch import nn
+
+import attnlab
+from attnlab.attention import attention_kind, create_attention, get_attention_info, list_attentions
+
+
+def test_at_least_sixteen_modules_plus_identity():
+    names = list_attentions()
+    required = {"se", "eca", "cbam", "psa", "ge", "sk", "srm", "gct", "fca", "coord", "simam", "triplet", "gc", "bam", "ese", "sa", "none"}
+    assert required <= set(names)
+    assert len(names) >= 17
+
+
+def test_info_has_kind_paper_year():
+    info = get_attention_info("eca")
+    assert info.kind == "gate" and info.year == 2020 and "ECA-Net" in info.paper
+    assert attention_kind("psa") == "conv"
+    assert set(list_attentions("conv")) >= {"psa", "sk"}
+
+
+def test_unknown_name_suggests_close_matches():
+    with pytest.raises(ValueError, match="unknown attention 'eac'.*Did you mean 'eca'"):
+        create_attention("eac", 64)
+
+
+def test_top_level_api_and_classes():
+    assert attnlab.list_attentions() == list_attentions()
+    assert isinstance(attnlab.create_attention("none", 8), nn.Module)
+    cls = get_attention_info("se").cls
+    assert isinstance(create_attention(cls, 32, reduction=4), cls)

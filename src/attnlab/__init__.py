@@ -3,6 +3,15 @@
 __version__ = "0.1.0"
 
 from attnlab.attention import create_attention, list_attentions
+from attnlab.models import attention_layers, create_model, default_input_size, list_models
 from attnlab.summary import summary
 
-__all__ = ["create_attention", "list_attentions", "summary"]
+__all__ = [
+    "attention_layers",
+    "create_attention",
+    "create_model",
+    "default_input_size",
+    "list_attentions",
+    "list_models",
+    "summary",
+]

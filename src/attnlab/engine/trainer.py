@@ -1,0 +1,325 @@
+"""The training loop, top to bottom: data, model, optimiser, epochs, checkpoints, metrics, plots.
+
+Reproducibility: every epoch starts by seeding the global RNGs from (seed, epoch), and the data order and
+augmentation come from generators seeded the same way, so an epoch's batches, augmentations, mixup and dropout
+depend only on the seed and the epoch number. Resuming from the state saved after epoch e therefore replays
+epochs e+1... as an uninterrupted run would (with ``deterministic`` on the CPU, to the last bit).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+import yaml
+from torch import nn
+from tqdm import tqdm
+
+from attnlab.engine.batches import preprocess_for, splits_for, train_val_batches
+from attnlab.engine.checkpoint import atomic_write_text, load_state, save_state, save_weights
+from attnlab.engine.config import TrainConfig
+from attnlab.engine.distributed import (
+    broadcast_buffers, close_distributed, init_distributed, is_main_process, reduce_sums, resolve_device,
+)
+from attnlab.engine.evaluate import EvalResult, autocast, evaluate
+from attnlab.engine.schedule import build_optimizer, build_scheduler
+
+METRIC_FIELDS = [
+    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "epoch_seconds", "train_images_per_s"
+]
+
+
+class TrainingDiverged(RuntimeError):
+    """The loss became NaN or infinite; the checkpoints of the last finished epoch are kept."""
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """Mixed precision dtype: 'auto' is bf16 on CUDA when supported, fp16 on older GPUs, off on CPU."""
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def epoch_seed(seed: int, epoch: int) -> int:
+    return seed * 100_003 + epoch
+
+
+def set_deterministic(enabled: bool) -> None:
+    """Deterministic kernels (warning about ops that have none) and no cuDNN autotuning."""
+    torch.use_deterministic_algorithms(enabled, warn_only=True)
+    torch.backends.cudnn.benchmark = not enabled
+
+
+def default_run_dir(config: TrainConfig) -> Path:
+    attention = f"-{config.attention}" if config.attention else ""
+    return Path("runs") / f"{config.model}{attention}-{config.recipe}-s{config.seed}"
+
+
+def mixup_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Mixup (Zhang, Cisse, Dauphin, Lopez-Paz, "mixup: Beyond Empirical Risk Minimization", ICLR 2018):
+    (mixed images (N, 3, H, W), the permutation they were mixed with (N,), lambda)."""
+    lam = float(np.random.beta(alpha, alpha))
+    perm = torch.randperm(len(images), device=images.device)
+    return lam * images + (1 - lam) * images[perm], perm, lam
+
+
+class RunLogger:
+    """Writes the per-epoch metrics of a run as CSV and JSONL (rank 0 only), optionally to TensorBoard."""
+
+    def __init__(self, run_dir: Path, tensorboard: bool):
+        self.csv_path, self.jsonl_path = run_dir / "metrics.csv", run_dir / "metrics.jsonl"
+        self.writer = None
+        if tensorboard:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+            self.writer = SummaryWriter(run_dir / "tensorboard")
+
+    def write_all(self, history: list[dict]) -> None:
+        """Rewrite both files from ``history`` (after a resume, rows of an interrupted epoch disappear)."""
+        lines = [",".join(METRIC_FIELDS)] + [",".join(str(row[k]) for k in METRIC_FIELDS) for row in history]
+        atomic_write_text(self.csv_path, "\n".join(lines) + "\n")
+        atomic_write_text(self.jsonl_path, "".join(json.dumps(row) + "\n" for row in history))
+        if self.writer and history:
+            row = history[-1]
+            for key in METRIC_FIELDS[1:]:
+                self.writer.add_scalar(key, row[key], row["epoch"])
+            self.writer.flush()
+
+
+def log(message: str) -> None:
+    if is_main_process():
+        print(message, flush=True)
+
+
+class Trainer:
+    """One training run; ``Trainer(config).fit()`` trains, checkpoints and returns the last epoch's metrics."""
+
+    def __init__(self, config: TrainConfig):
+        self.config = config
+        self.device = resolve_device(config.device)
+        self.rank, self.world_size = init_distributed(self.device)
+        self.amp_dtype = resolve_amp(config.amp, self.device)
+        set_deterministic(config.deterministic)
+        seed_everything(config.seed)
+        self.run_dir = Path(config.out) if config.out else default_run_dir(config)
+
+        self.splits = splits_for(config)
+        if self.splits.train is None:
+            raise ValueError("no training data: pass --data DIR or --train DIR with --val DIR")
+        self.classes = list(self.splits.classes)
+        self.preprocess = preprocess_for(config, self.splits)
+        self.train_batches, self.val_batches = train_val_batches(
+            self.splits, self.preprocess, config, self.rank, self.world_size, self.device
+        )
+
+        self.model = self.build_model()
+        self.optimizer = build_optimizer(self.model, config)
+        self.scheduler = build_scheduler(self.optimizer, len(self.train_batches), config)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp_dtype == torch.float16)
+        self.ema = None
+        if config.ema:
+            ema_fn = torch.optim.swa_utils.get_ema_multi_avg_fn(config.ema)
+            self.ema = torch.optim.swa_utils.AveragedModel(self.model, multi_avg_fn=ema_fn, use_buffers=True)
+        self.train_model = self.model
+        if self.world_size > 1:
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            self.train_model = nn.parallel.DistributedDataParallel(self.model, device_ids=device_ids)
+        if config.compile:
+            self.train_model = torch.compile(self.train_model)
+
+        self.logger = RunLogger(self.run_dir, config.tensorboard) if is_main_process() else None
+        self.history: list[dict] = []
+        self.start_epoch = 0
+        self.best_acc = -1.0
+        self.last_val: EvalResult | None = None
+
+    def build_model(self) -> nn.Module:
+        from attnlab.models import create_model
+
+        model = create_model(self.config.model, **self.model_kwargs()).to(self.device)
+        return model.to(memory_format=torch.channels_last) if self.config.channels_last else model
+
+    def model_kwargs(self) -> dict:
+        return {"num_classes": len(self.classes), "attention": self.config.attention,
+                "attention_kwargs": self.config.attention_kwargs or None}
+
+    @property
+    def eval_model(self) -> nn.Module:
+        return self.ema.module if self.ema is not None else self.model
+
+    def metadata(self, epoch: int, metrics: dict) -> dict:
+        """What a checkpoint needs besides its tensors: how to rebuild the model and prepare its inputs."""
+        from attnlab.models import attention_layers
+
+        return {
+            "model": self.config.model,
+            "model_kwargs": self.model_kwargs(),
+            "attention_layers": attention_layers(self.model),
+            "classes": self.classes,
+            "preprocess": self.preprocess.to_dict(),
+            "epoch": epoch,
+            "metrics": metrics,
+            "config": self.config.to_dict(),
+        }
+
+    # --------------------------------------------------------------------------------------------- training
+
+    def fit(self) -> dict:
+        config = self.config
+        if is_main_process():
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+            atomic_write_text(self.run_dir / "classes.json", json.dumps(self.splits.class_to_index, indent=2))
+        log(f"classes ({len(self.classes)}): {json.dumps(self.splits.class_to_index)}")
+        log(f"{len(self.splits.train)} training and {len(self.splits.val)} validation images; "
+            f"run directory {self.run_dir}")
+        for epoch in range(self.start_epoch, config.epochs):
+            row = self.train_epoch(epoch)
+            broadcast_buffers(self.eval_model)
+            self.last_val = evaluate(self.eval_model, self.val_batches.epoch(epoch), len(self.classes), self.device,
+                                     amp_dtype=self.amp_dtype, channels_last=config.channels_last)
+            row.update(val_loss=self.last_val.loss, val_acc=self.last_val.top1, val_top5=self.last_val.top5)
+            self.history.append(row)
+            self.end_epoch(row)
+        if is_main_process() and self.last_val is not None:
+            self.write_plots()
+        return self.history[-1] if self.history else {}
+
+    def train_epoch(self, epoch: int) -> dict:
+        config = self.config
+        seed_everything(epoch_seed(config.seed, epoch))
+        self.train_model.train()
+        lr = self.optimizer.param_groups[0]["lr"]
+        loss_sum, correct, count = 0.0, 0, 0
+        start = time.perf_counter()
+        bar = tqdm(self.train_batches.epoch(epoch), total=len(self.train_batches), leave=False,
+                   desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (sys.stderr.isatty() and is_main_process()))
+        for images, labels in bar:
+            if config.channels_last:
+                images = images.contiguous(memory_format=torch.channels_last)
+            loss, batch_correct = self.train_step(images, labels)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(
+                    f"the training loss became {loss} in epoch {epoch + 1}; training stopped. The checkpoints of the "
+                    f"last finished epoch are in {self.run_dir}. Try a lower --lr or --grad-clip 1.0, or --amp bf16 "
+                    "instead of fp16."
+                )
+            loss_sum += loss * len(labels)
+            correct += batch_correct
+            count += len(labels)
+            bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
+        seconds = time.perf_counter() - start
+        loss_sum, correct, count = reduce_sums(loss_sum, correct, count, device=self.device)
+        return {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": correct / count, "lr": lr,
+                "epoch_seconds": seconds, "train_images_per_s": count / seconds}
+
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
+        """One optimiser step; returns (loss, correct predictions), the loss summed over processes under DDP so
+        that all of them see a NaN together and stop together."""
+        config = self.config
+        with autocast(self.device, self.amp_dtype):
+            if config.mixup:
+                mixed, perm, lam = mixup_batch(images, config.mixup)
+                logits = self.train_model(mixed).float()
+                loss = lam * F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing) + (
+                    1 - lam
+                ) * F.cross_entropy(logits, labels[perm], label_smoothing=config.label_smoothing)
+            else:
+                logits = self.train_model(images).float()
+                loss = F.cross_entropy(logits, labels, label_smoothing=config.label_smoothing)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.scaler.scale(loss).backward()
+        if config.grad_clip:
+            self.scaler.unscale_(self.optimizer)
+            nn.utils.clip_grad_norm_(self.model.parameters(), config.grad_clip)
+        self.scaler.step(self.optimizer)
+        self.scaler.update()
+        self.scheduler.step()
+        if self.ema is not None:
+            self.ema.update_parameters(self.model)
+        step_loss = loss.detach()
+        if dist.is_initialized():
+            step_loss = step_loss * len(labels)
+            dist.all_reduce(step_loss)
+            step_loss = step_loss / (len(labels) * self.world_size)
+        return step_loss.item(), (logits.argmax(1) == labels).sum().item()
+
+    # ------------------------------------------------------------------------------------------ checkpoints
+
+    def end_epoch(self, row: dict) -> None:
+        """Write resume state, last and (if val accuracy improved) best checkpoints, metrics and the epoch line."""
+        improved = row["val_acc"] > self.best_acc
+        self.best_acc = max(self.best_acc, row["val_acc"])
+        if not is_main_process():
+            return
+        metadata = self.metadata(row["epoch"], row)
+        weights = self.eval_model.state_dict()
+        save_state(self.run_dir / "resume.safetensors", self.training_state(), metadata)
+        save_weights(self.run_dir / "last.safetensors", weights, metadata)
+        if improved:
+            save_weights(self.run_dir / "best.safetensors", weights,
+                         {**metadata, "val_result": self.last_val.to_dict(self.classes)})
+        self.logger.write_all(self.history)
+        print(f"epoch {row['epoch']:>3}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
+              f"acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
+              f"top-5 {row['val_top5']:.4f}  lr {row['lr']:.2e}  {row['epoch_seconds']:.1f}s "
+              f"{row['train_images_per_s']:.0f} img/s" + ("  *best" if improved else ""), flush=True)
+
+    def training_state(self) -> dict:
+        """Everything that changes during training; RNG state is not needed (each epoch reseeds)."""
+        return {
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "ema": self.ema.state_dict() if self.ema is not None else None,
+            "history": self.history,
+            "best_acc": self.best_acc,
+        }
+
+    def resume(self) -> Trainer:
+        """Load ``resume.safetensors`` of the run directory; training continues after its epoch."""
+        state, metadata = load_state(self.run_dir / "resume.safetensors")
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ema is not None and state["ema"] is not None:
+            self.ema.load_state_dict(state["ema"])
+        self.history, self.best_acc = list(state["history"]), state["best_acc"]
+        self.start_epoch = metadata["epoch"]
+        log(f"resuming {self.run_dir} after epoch {self.start_epoch}/{self.config.epochs}")
+        return self
+
+    def write_plots(self) -> None:
+        from attnlab.engine.plots import plot_run
+
+        plot_run(self.run_dir, self.history, self.last_val.confusion, self.eval_model, self.val_batches, self.classes)
+
+
+def train(config: TrainConfig, *, resume: bool = False) -> dict:
+    """Train according to ``config`` (continuing the run in ``config.out`` when ``resume``); returns the last
+    epoch's metrics. Under torchrun every process calls this."""
+    try:
+        trainer = Trainer(config)
+        return (trainer.resume() if resume else trainer).fit()
+    finally:
+        close_distributed()

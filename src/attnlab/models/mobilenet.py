@@ -1,0 +1,174 @@
+"""MobileNetV2 (Sandler, Howard, Zhu, Zhmoginov, Chen, "MobileNetV2: Inverted Residuals and Linear Bottlenecks",
+CVPR 2018), attention-ready, with torchvision's architecture and state-dict keys.
+
+Stages are the seven bottleneck rows (t, c, n, s) of the paper's Table 2; at width 1.0 their output channels and
+block counts are 16 (1), 24 (2), 32 (3), 64 (4), 96 (3), 160 (3), 320 (1). The stem conv and the final 1x1 conv
+are outside the stages and get no attention.
+
+Where attention goes (ECA-MobileNetV2 of Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional
+Neural Networks", CVPR 2020, and its official code): a gate module on each inverted residual's output, after the
+projection (linear 1x1) BN and before the residual addition, as the block submodule ``attention``. It sits beside
+``conv``, not inside it, so without attention the state dict has exactly torchvision's keys and torchvision-format
+weights load with only the attention keys missing.
+
+The ECA paper's configurations are the named builders: ``eca_mobilenet_v2`` fixes k = 1 in the stages of fewer
+than 96 channels and k = 3 from 96 on (the official code's ``c < 96`` rule; one earlier revision of it used
+``c <= 96``), with the official dropout of 0.25; ``se_mobilenet_v2`` uses SE with reduction 8, the setting of the
+paper's MobileNetV2 comparison. ``create_model('mobilenet_v2', attention='eca')`` uses the adaptive k instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.ops.misc import Conv2dNormActivation
+
+from ._registry import AttentionFactory, AttentionSpec, register_model
+from .resnet import check_image_batch, init_resnet_weights
+
+# (expansion t, output channels c, blocks n, first stride s) of each stage: the paper's Table 2
+MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
+                       (6, 320, 1, 1))
+ECA_MOBILENET_V2_KWARGS = tuple({"k_size": 1 if c < 96 else 3} for _, c, _, _ in MOBILENET_V2_STAGES)
+SE_MOBILENET_V2_KWARGS = ({"reduction": 8},) * len(MOBILENET_V2_STAGES)
+
+GateBuilder = Callable[[int, int], nn.Module | None]
+
+
+def stage_gates(
+    model: str,
+    num_stages: int,
+    attention: AttentionSpec,
+    attention_kwargs: dict | None,
+    attention_stages: Sequence[int] | None,
+    stage_attention_kwargs: Sequence[dict] | None = None,
+) -> GateBuilder:
+    """``gate(channels, stage)`` for a backbone that takes gate attention only; refuses conv-kind attention.
+
+    ``stage_attention_kwargs`` holds one dict of defaults per stage (index ``stage - 1``) for the attention's
+    keyword arguments, overridden by ``attention_kwargs``: the per-layer settings of a paper (ECA's fixed k per
+    stage, SE's reduction ratio), which named builders preset.
+    """
+    factory = AttentionFactory(attention, attention_kwargs, attention_stages, num_stages)
+    factory.check_kind(("gate",), model)
+    if stage_attention_kwargs is None:
+        return factory.gate
+    if len(stage_attention_kwargs) != num_stages:
+        raise ValueError(
+            f"stage_attention_kwargs needs one dict per stage of {model} ({num_stages}), "
+            f"got {len(stage_attention_kwargs)}"
+        )
+    factories = [
+        AttentionFactory(attention, {**defaults, **factory.kwargs}, attention_stages, num_stages)
+        for defaults in stage_attention_kwargs
+    ]
+    return lambda channels, stage: factories[stage - 1].gate(channels, stage)
+
+
+def make_divisible(value: float, divisor: int = 8) -> int:
+    """``value`` rounded to the nearest multiple of ``divisor``, never more than 10% below it (the channel rounding
+    of the width multiplier in the TensorFlow and torchvision MobileNets)."""
+    rounded = max(divisor, int(value + divisor / 2) // divisor * divisor)
+    return rounded + divisor if rounded < 0.9 * value else rounded
+
+
+class InvertedResidual(nn.Module):
+    """Inverted residual with linear bottleneck: (N, in_channels, H, W) -> (N, out_channels, H/stride, W/stride).
+
+    1x1 expansion to ``expand_ratio * in_channels`` (BN, ReLU6; skipped when the ratio is 1), 3x3 depthwise conv
+    with the stride (BN, ReLU6), linear 1x1 projection (BN), then ``attention``, then the input is added when
+    stride is 1 and the channel counts match.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, stride: int, expand_ratio: int, attention: nn.Module | None = None
+    ):
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"InvertedResidual stride must be 1 or 2, got {stride!r}")
+        hidden = int(round(in_channels * expand_ratio))
+        layers: list[nn.Module] = []
+        if expand_ratio != 1:
+            layers.append(Conv2dNormActivation(in_channels, hidden, kernel_size=1, activation_layer=nn.ReLU6))
+        layers += [
+            Conv2dNormActivation(hidden, hidden, stride=stride, groups=hidden, activation_layer=nn.ReLU6),
+            nn.Conv2d(hidden, out_channels, 1, bias=False),
+            nn.BatchNorm2d(out_channels),
+        ]
+        self.conv = nn.Sequential(*layers)
+        self.attention = attention
+        self.stride = stride
+        self.out_channels = out_channels
+        self.use_res_connect = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        if self.attention is not None:
+            out = self.attention(out)
+        return x + out if self.use_res_connect else out
+
+
+class MobileNetV2(nn.Module):
+    """MobileNetV2: (N, in_chans, H, W) -> (N, num_classes) logits.
+
+    Stem 3x3 conv (32 channels, stride 2), the seven stages of inverted residuals, 1x1 conv to 1280 channels,
+    global average pooling, dropout, linear head; channels scale with ``width_mult`` (rounded to multiples of 8).
+    ``attention`` (registry name or class) goes into every block of the stages in ``attention_stages`` (1-based,
+    default all seven); ``stage_attention_kwargs`` see :func:`stage_gates`.
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 1000,
+        *,
+        attention: AttentionSpec = None,
+        attention_kwargs: dict | None = None,
+        attention_stages: Sequence[int] | None = None,
+        stage_attention_kwargs: Sequence[dict] | None = None,
+        in_chans: int = 3,
+        width_mult: float = 1.0,
+        dropout: float = 0.2,
+    ):
+        super().__init__()
+        if not width_mult > 0:
+            raise ValueError(f"width_mult must be > 0 (1.0 is the standard MobileNetV2), got {width_mult!r}")
+        self.in_chans = in_chans
+        gate = stage_gates(
+            "MobileNetV2", len(MOBILENET_V2_STAGES), attention, attention_kwargs, attention_stages,
+            stage_attention_kwargs,
+        )
+        channels = make_divisible(32 * width_mult)
+        self.last_channel = make_divisible(1280 * max(1.0, width_mult))
+        features: list[nn.Module] = [Conv2dNormActivation(in_chans, channels, stride=2, activation_layer=nn.ReLU6)]
+        for stage, (expand_ratio, c, blocks, first_stride) in enumerate(MOBILENET_V2_STAGES, 1):
+            out_channels = make_divisible(c * width_mult)
+            for i in range(blocks):
+                stride = first_stride if i == 0 else 1
+                features.append(
+                    InvertedResidual(channels, out_channels, stride, expand_ratio, gate(out_channels, stage))
+                )
+                channels = out_channels
+        features.append(Conv2dNormActivation(channels, self.last_channel, kernel_size=1, activation_layer=nn.ReLU6))
+        self.features = nn.Sequential(*features)
+        self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
+        init_resnet_weights(self)
+        nn.init.normal_(self.classifier[1].weight, 0, 0.01)
+        nn.init.zeros_(self.classifier[1].bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_image_batch(x, self.in_chans)
+        x = F.adaptive_avg_pool2d(self.features(x), 1)
+        return self.classifier(torch.flatten(x, 1))
+
+
+@register_model("mobilenet_v2")
+@register_model("eca_mobilenet_v2", attention="eca", stage_attention_kwargs=ECA_MOBILENET_V2_KWARGS, dropout=0.25)
+@register_model("se_mobilenet_v2", attention="se", stage_attention_kwargs=SE_MOBILENET_V2_KWARGS)
+def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
+    """MobileNetV2 1.0 (Sandler et al., CVPR 2018): 3,504,872 parameters at 1000 classes; ``kwargs`` go to
+    :class:`MobileNetV2` (num_classes, attention, attention_kwargs, attention_stages, in_chans, width_mult, ...)."""
+    return MobileNetV2(**kwargs)

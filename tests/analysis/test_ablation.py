@@ -1,0 +1,74 @@
+import pytest
+import torch
+
+from attnlab.analysis.ablation import ablate_stages, ablation_markdown
+from attnlab.analysis.gates import attention_stage_map, attention_switched_off
+from attnlab.engine.evaluate import evaluate
+from attnlab.models import create_model
+
+NUM_CLASSES = 3  # the conftest's tiny_batches
+
+
+def trained_like(name: str, **kwargs) -> torch.nn.Module:
+    """A model whose BN statistics are not the identity, so switching attention off changes its outputs."""
+    torch.manual_seed(0)
+    model = create_model(name, num_classes=NUM_CLASSES, **kwargs)
+    for module in model.modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.2, 0.2)
+            module.running_var.uniform_(0.5, 2.0)
+    return model.eval()
+
+
+@pytest.mark.parametrize("attention", ["se", "gc"])
+@pytest.mark.parametrize("stages_off", [(3,), (1, 2, 3)])
+def test_switched_off_equals_model_built_without_it(attention, stages_off, tiny_batches):
+    kwargs = {"attention": attention}
+    if attention == "gc":  # a non-zero last conv, so the additive context is not zero from the start
+        kwargs["attention_kwargs"] = {"zero_init_last": False}
+    model = trained_like("resnet20", **kwargs)
+    kept = tuple(s for s in (1, 2, 3) if s not in stages_off)
+    without = create_model("resnet20", num_classes=NUM_CLASSES, attention_stages=kept or None,
+                           **(kwargs if kept else {})).eval()
+    missing, unexpected = without.load_state_dict(model.state_dict(), strict=False)
+    assert missing == [] and unexpected and all(".attention." in key for key in unexpected)
+    images = tiny_batches[0][0]
+    stages = attention_stage_map("resnet20", {"num_classes": NUM_CLASSES, **kwargs})
+    paths = [p for p, s in stages.items() if s in stages_off]
+    with torch.no_grad():
+        full = model(images)
+        with attention_switched_off(model, paths):
+            ablated = model(images)
+        restored = model(images)
+        torch.testing.assert_close(ablated, without(images))
+        assert not torch.allclose(full, ablated, atol=1e-4)
+        torch.testing.assert_close(restored, full)
+
+
+def test_psa_switched_off_weights_branches_equally():
+    torch.manual_seed(0)
+    kwargs = {"attention": "psa", "attention_kwargs": {"groups": [1] * 4, "reduction": 4}}
+    model = trained_like("resnet20", **kwargs)
+    psa = model.get_submodule("layer2.0.conv1")
+    x = torch.randn(2, 16, 8, 8)
+    with torch.no_grad(), attention_switched_off(model, ["layer2.0.conv1"]):
+        out = psa(x)
+        branches = [branch(x) for branch in psa.branches]
+    # softmax replaced by its uniform 1/S; concatenated last branch first, as PSA does
+    torch.testing.assert_close(out, torch.cat(branches[::-1], dim=1) / 4)
+
+
+def test_ablation_rows(tiny_batches):
+    model = trained_like("se_resnet20")
+    stages = attention_stage_map("se_resnet20", {"num_classes": NUM_CLASSES})
+    rows = ablate_stages(model, stages, lambda: tiny_batches, NUM_CLASSES)
+    assert [r.switched_off for r in rows] == ["none", "stage 1", "stage 2", "stage 3", "all"]
+    assert [r.blocks for r in rows] == [0, 3, 3, 3, 9]
+    without_last = create_model("se_resnet20", num_classes=NUM_CLASSES, attention_stages=(1, 2)).eval()
+    without_last.load_state_dict(model.state_dict(), strict=False)
+    expected = evaluate(without_last, tiny_batches, NUM_CLASSES, torch.device("cpu"))
+    assert rows[3].top1 == expected.top1 and rows[3].loss == pytest.approx(expected.loss)
+    assert rows[3].delta_top1 == pytest.approx(100 * (rows[3].top1 - rows[0].top1))
+    table = ablation_markdown(rows)
+    assert table.count("\n") == 2 + len(rows)
+    assert f"| stage 3 | 3 | {100 * expected.top1:.2f} |" in table

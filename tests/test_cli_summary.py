@@ -1,0 +1,51 @@
+import json
+
+from attnlab.cli import main
+
+# ResNet-20 multiply-accumulates at 32x32 (He et al. 2016, Sec. 4.2): stem, three stages of six 3x3 convs on
+# 32x32 / 16x16 / 8x8 maps (the first conv of stages 2 and 3 strided from half the channels), and the head.
+RESNET20_MACS = (
+    9 * 3 * 16 * 32 * 32
+    + 6 * 9 * 16 * 16 * 32 * 32
+    + (9 * 16 * 32 + 5 * 9 * 32 * 32) * 16 * 16
+    + (9 * 32 * 64 + 5 * 9 * 64 * 64) * 8 * 8
+    + 64 * 10
+)
+
+
+def test_summary_table(capsys):
+    assert main(["summary", "resnet20", "--num-classes", "10"]) == 0
+    out = capsys.readouterr().out
+    assert "Total params: 269,722" in out
+    assert "layer3.2.bn2 (BatchNorm2d)" in out and "[1, 64, 8, 8]" in out and "fc (Linear)" in out
+    assert f"Multiply-accumulates: {RESNET20_MACS / 1e9:.3f} G" in out
+
+
+def test_summary_json_with_attention_and_input_size(capsys):
+    assert main(["summary", "resnet20", "--num-classes", "10", "--attention", "se", "--json",
+                 "--input-size", "3", "40", "24"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    se_params = 3 * sum(2 * w * (w // 16) + w // 16 + w for w in (16, 32, 64))
+    assert data["total_params"] == 269_722 + se_params
+    assert data["input_size"] == [3, 40, 24]
+    rows = {row["name"]: row for row in data["layers"]}
+    assert rows["layer1.0.attention"]["type"] == "SqueezeExcite"
+    assert rows["layer3.2.attention"]["output_shape"] == [1, 64, 10, 6]
+    assert rows["fc"]["output_shape"] == [1, 10]
+
+
+def test_summary_named_attention_model(capsys):
+    assert main(["summary", "eca_resnet20", "--num-classes", "10", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert data["input_size"] == [3, 32, 32] and data["total_params"] == 269_722 + 9 * 3
+
+
+def test_unknown_model_exits_2_with_close_match(capsys):
+    assert main(["summary", "resnt20"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown model 'resnt20'" in err and "Did you mean 'resnet20'" in err
+
+
+def test_preset_conflict_exits_2(capsys):
+    assert main(["summary", "se_resnet20", "--attention", "eca"]) == 2
+    assert "already comes with attention 'se'" in capsys.readouterr().err

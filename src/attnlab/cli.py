@@ -60,6 +60,7 @@ TRAIN_FLAG_HELP = {
     "cache_size": "side of the cached uint8 squares (default: img-size); larger for crop recipes",
     "cache_dir": "folder for an on-disk copy of the decoded images (reused across runs)",
     "workers": "DataLoader worker processes for decoding images",
+    "hflip": "random horizontal flips in training (default: on, except for digits, where a mirrored digit is wrong)",
     "deterministic": "deterministic kernels: with --device cpu, a resumed run ends bit-identical",
 }
 
@@ -74,15 +75,16 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
             continue
         flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
         help_text = TRAIN_FLAG_HELP.get(f.name, f"overrides the recipe's {f.name}")
-        if kind is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
-        elif kind == list[int]:
+        if kind == list[int]:
             parser.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
         elif kind is dict:
             parser.add_argument(flag, type=json.loads, default=None, help=help_text)
         else:
             scalar = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
-            parser.add_argument(flag, type=scalar, default=None, help=help_text)
+            if scalar is bool:
+                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            else:
+                parser.add_argument(flag, type=scalar, default=None, help=help_text)
 
 
 def cmd_train(args: argparse.Namespace) -> None:
@@ -130,10 +132,143 @@ def cmd_predict(args: argparse.Namespace) -> None:
         print(path + ":  " + "  ".join(f"{name} {p:.3f}" for name, p in top))
 
 
+def cmd_export(args: argparse.Namespace) -> None:
+    from attnlab.export import export_checkpoint
+
+    result = export_checkpoint(args.run, args.format, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
+                               atol=args.atol)
+    print(result)
+    if not result.ok:
+        raise ValueError(f"the exported model differs from PyTorch by {result.max_abs_error:.3g} > --atol "
+                         f"{result.atol:g} (the file is kept at {result.path} for inspection)")
+
+
 def cmd_demo(args: argparse.Namespace) -> None:
     from attnlab.engine.demo import run_demo
 
     run_demo(args.models, epochs=args.epochs, img_size=args.img_size, out=args.out, seed=args.seed)
+
+
+def analysis_out(args: argparse.Namespace) -> Path:
+    """--out, or RUN/analysis (next to the checkpoint for a file)."""
+    run = Path(args.run)
+    return Path(args.out) if args.out else (run if run.is_dir() else run.parent) / "analysis"
+
+
+def load_for_analysis(args: argparse.Namespace):
+    """(model, metadata, {attention path: stage}, device, evaluation batches) of the run in ``args.run``."""
+    from attnlab.analysis import attention_stage_map
+    from attnlab.engine.batches import eval_batches_for
+    from attnlab.engine.distributed import resolve_device
+    from attnlab.engine.inference import load_model
+
+    device = resolve_device(args.device)
+    model, metadata = load_model(args.run, device)
+    batches = eval_batches_for(metadata, data=args.data, val=args.val, batch_size=args.batch_size,
+                               workers=args.workers, device=device)
+    return model, metadata, attention_stage_map(metadata["model"], metadata["model_kwargs"]), device, batches
+
+
+def split_list(text: str | None) -> list[str]:
+    return [item.strip() for item in text.split(",") if item.strip()] if text else []
+
+
+def cmd_analyze_activations(args: argparse.Namespace) -> None:
+    from attnlab.analysis.activations import excitation_study, excitation_table
+
+    model, metadata, stages, device, batches = load_for_analysis(args)
+    out = analysis_out(args)
+    report = excitation_study(
+        model, stages, batches.epoch(0), metadata["classes"], out,
+        classes=split_list(args.classes), extra_blocks=split_list(args.blocks),
+        images_per_class=args.images_per_class, channels=args.channels, device=device,
+    )
+    print(excitation_table(report))
+    print(f"wrote {out / 'activations.csv'}, {out / 'activations.png'} and {out / 'activations.json'}")
+
+
+def cmd_analyze_ablate(args: argparse.Namespace) -> None:
+    from attnlab.analysis.ablation import ablate_stages, write_ablation_report
+
+    model, metadata, stages, device, batches = load_for_analysis(args)
+    rows = ablate_stages(model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device)
+    out = analysis_out(args)
+    print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {args.data or args.val}"))
+    print(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
+
+
+def cmd_analyze_kernel_sweep(args: argparse.Namespace) -> None:
+    from attnlab.analysis.kernel_sweep import run_kernel_sweep, write_sweep_report
+    from attnlab.engine.config import TrainConfig, resolve_config
+
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in ("recipe", "out")}
+    base = resolve_config(args.recipe, **overrides)
+    out = Path(args.out or f"runs/kernel-sweep-{base.model}-{base.recipe}")
+    try:
+        k_sizes = [int(k) for k in split_list(args.k)]
+    except ValueError:
+        raise ValueError(f"--k takes comma-separated odd integers such as 3,5,7,9, got {args.k!r}") from None
+    runs = run_kernel_sweep(base, k_sizes, range(base.seed, base.seed + args.seeds), out)
+    print(write_sweep_report(runs, base, out))
+    print(f"wrote {out / 'kernel_sweep.md'}, {out / 'kernel_sweep.png'} and {out / 'kernel_sweep.json'}")
+
+
+def cmd_analyze_cam(args: argparse.Namespace) -> None:
+    from attnlab.analysis.cam import cam_panel, plot_cams
+    from attnlab.engine.distributed import resolve_device
+    from attnlab.engine.inference import load_model
+
+    device = resolve_device(args.device)
+    panels = []
+    for run in [args.run] + ([args.compare] if args.compare else []):
+        model, metadata = load_model(run, device)
+        panels.append(cam_panel(f"{metadata['model']}", model, metadata, args.images, device, args.layer))
+    out = analysis_out(args)
+    out.mkdir(parents=True, exist_ok=True)
+    path = plot_cams(panels, out / "cam.png", [Path(p).name for p in args.images])
+    print(f"wrote {path}")
+
+
+def cmd_bench(args: argparse.Namespace) -> None:
+    import torch
+
+    from attnlab.bench import benchmark, environment, results_markdown
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    settings = dict(input_size=args.input_size, batch_size=args.batch_size, device=args.device, amp=args.amp,
+                    channels_last=args.channels_last, compile=args.compile, vs_timm=args.vs_timm,
+                    train=not args.no_train, warmup=args.warmup, repeats=args.repeats, iters=args.iters)
+    results = benchmark(split_list(args.models), progress=lambda message: print(message, file=sys.stderr), **settings)
+    env = environment(args.device)
+    print(f"{env['hardware']} ({env['device']}, {env['torch_threads']} threads), torch {env['torch']}; batch "
+          f"{args.batch_size}, median of {args.repeats} interleaved rounds of {args.iters} iteration(s)")
+    print(results_markdown(results))
+    if args.json:
+        report = {"command": "attnlab " + " ".join(sys.argv[1:]), "environment": env, "settings": settings,
+                  "results": [r.to_dict() for r in results]}
+        Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+
+
+def cmd_compare(args: argparse.Namespace) -> None:
+    from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
+    from attnlab.engine.config import TrainConfig
+
+    if args.model is not None or args.seed is not None:
+        raise ValueError("compare takes --models a,b,c and --seeds N (or --config FILE), not --model/--seed")
+    if not args.config and not args.models:
+        raise ValueError("give the models to compare: --models resnet50,eca_resnet50 or --config FILE")
+    spec = load_compare_config(args.config) if args.config else CompareConfig(models=[])
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if f.name not in ("recipe", "model", "seed", "out") and getattr(args, f.name) is not None}
+    spec.overrides.update(overrides)
+    if args.models:
+        spec.models = parse_models(split_list(args.models))
+    spec.recipe = args.recipe or spec.recipe
+    spec.seeds = parse_seeds(args.seeds) if args.seeds is not None else spec.seeds
+    spec.out = args.out or spec.out
+    run_spec(spec)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -180,6 +315,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 
+    p = sub.add_parser("export", help="export a trained run or checkpoint to ONNX or TorchScript",
+                       description="Export the model of a run directory or checkpoint and check the exported file "
+                       "against PyTorch on random inputs (max abs / relative error); exit 2 over --atol.")
+    p.add_argument("run", metavar="RUN_OR_CKPT")
+    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
+    p.add_argument("--dynamic-batch", action="store_true", help="ONNX: leave the batch size free")
+    p.add_argument("--atol", type=float, default=1e-4, help="largest max abs error accepted (default 1e-4)")
+    p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx / .torchscript.pt)")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("demo", help="train small CNNs with and without attention on the embedded digits",
                        description="Train ResNet-20, SE-ResNet-20 and ECA-ResNet-20 on the embedded digits with the "
                        "fast recipe and print the comparison (a few minutes on 2 CPU cores).")
@@ -189,6 +335,81 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default="runs/demo", help="parent folder of the runs (default runs/demo)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("analyze", help="what the attention learned: activations, ablate, kernel-sweep, cam",
+                       description="Analyses of a trained run: the SENet excitation study and stage ablation, the "
+                       "ECA kernel-size sweep, Grad-CAM heat maps.")
+    analyze = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
+
+    def analysis_parser(name: str, help_text: str, func, data: bool = True, **kwargs) -> argparse.ArgumentParser:
+        q = analyze.add_parser(name, help=help_text, description=help_text, **kwargs)
+        q.set_defaults(func=func)
+        if data:
+            q.add_argument("run", metavar="RUN_OR_CKPT")
+            q.add_argument("--data", help="data as for train (its test/val split is used)")
+            q.add_argument("--val", help="a class-folder tree to use instead")
+            q.add_argument("--batch-size", type=int, default=64)
+            q.add_argument("--workers", type=int, default=0)
+        q.add_argument("--out", help="output folder (default: RUN/analysis)")
+        q.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+        return q
+
+    q = analysis_parser("activations", "SENet excitation study: mean gate activation per channel by class, for "
+                        "the last attention block of each stage", cmd_analyze_activations)
+    q.add_argument("--classes", help="comma-separated class names to show (default: 4 spread over the classes)")
+    q.add_argument("--images-per-class", type=int, default=50)
+    q.add_argument("--blocks", help="comma-separated attention module paths to add, e.g. layer2.0.attention")
+    q.add_argument("--channels", type=int, default=50, help="channels shown, uniformly spaced (default 50)")
+
+    analysis_parser("ablate", "accuracy with the attention of each stage (and of all stages) switched off",
+                    cmd_analyze_ablate)
+
+    q = analysis_parser("kernel-sweep", "ECA kernel-size sweep: train with fixed k and with the adaptive k, plot "
+                        "accuracy vs k (resumable)", cmd_analyze_kernel_sweep, data=False, conflict_handler="resolve")
+    q.add_argument("--recipe", default="fast", help="recipe as for train (default: fast)")
+    add_config_flags(q)
+    q.add_argument("--out", help="sweep folder, one run per k and seed inside (default runs/kernel-sweep-MODEL-RECIPE)")
+    q.add_argument("--k", default="3,5,7,9", help="comma-separated fixed kernel sizes (default 3,5,7,9)")
+    q.add_argument("--seeds", type=int, default=1, help="seeds per setting, counting up from --seed (default 1)")
+
+    q = analysis_parser("cam", "Grad-CAM heat maps of the last conv stage over image files", cmd_analyze_cam,
+                        data=False)
+    q.add_argument("run", metavar="RUN_OR_CKPT")
+    q.add_argument("images", nargs="+", metavar="IMAGE")
+    q.add_argument("--compare", metavar="OTHER_RUN", help="a second run shown side by side")
+    q.add_argument("--layer", help="module whose output is explained (default: the last conv stage)")
+    p = sub.add_parser("bench", help="speed, FLOPs and memory of models side by side (optionally vs timm)",
+                       description="Parameters, FLOPs, inference and training-step throughput, latency and memory "
+                       "of models, their repeats interleaved; ratios to the first model and to timm's equal model.")
+    p.add_argument("--models", default="resnet50,se_resnet50,eca_resnet50,cbam_resnet50,epsanet50",
+                   help="comma-separated model names; the first is the reference of the ratios")
+    p.add_argument("--input-size", type=int, help="image side in pixels (default: each model's own, e.g. 224)")
+    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
+    p.add_argument("--amp", action="store_true", help="bfloat16 autocast")
+    p.add_argument("--channels-last", action="store_true", help="channels_last memory format for model and input")
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (compiled during warm-up)")
+    p.add_argument("--vs-timm", action="store_true", help="also time the equal timm architectures")
+    p.add_argument("--no-train", action="store_true", help="skip the training-step measurement")
+    p.add_argument("--warmup", type=int, default=2, help="untimed iterations per model first (default 2)")
+    p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds; the median counts (default 5)")
+    p.add_argument("--iters", type=int, default=1, help="iterations per model per round (default 1)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument("--json", metavar="FILE", help="also write the results, settings and environment as JSON")
+    p.set_defaults(func=cmd_bench)
+
+    p = sub.add_parser("compare", help="train several models x seeds with one recipe and report side by side",
+                       description="Train every model x seed (finished runs are skipped, interrupted ones resumed), "
+                       "then write report.md, report.json and accuracy/loss/accuracy-vs-parameters plots.",
+                       conflict_handler="resolve")
+    add_config_flags(p)
+    p.add_argument("--models", help="comma-separated model names; the first is the baseline")
+    p.add_argument("--config", help="YAML with 'models' (names or {model, label, overrides...}), recipe, seeds, "
+                   "and shared training options; flags given here override it")
+    p.add_argument("--recipe", help="recipe as for train (default: the config's, else fast)")
+    p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the config's, else 3)")
+    p.add_argument("--out", help="comparison folder: runs/ inside, report next to it (default runs/compare)")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 

@@ -1,7 +1,11 @@
+import numpy as np
+import pytest
 import torch
+from PIL import Image
 from torch import nn
 
-from attnlab.analysis.cam import CamPanel, grad_cam, last_conv_stage, plot_cams
+from attnlab.analysis.cam import CamPanel, grad_cam, last_conv_stage, plot_cams, prepare_image_files
+from attnlab.data import Preprocess
 from attnlab.models import create_model
 
 
@@ -43,3 +47,18 @@ def test_cam_maps_have_image_size_and_are_finite(tmp_path):
     panels = [CamPanel("eca", shown, maps, ["a", "b"]), CamPanel("eca again", shown, maps, ["a", "b"])]
     path = plot_cams(panels, tmp_path / "cam.png")
     assert path.stat().st_size > 0
+
+
+def test_image_files_are_prepared_as_the_run_evaluated(tmp_path):
+    pixels = np.random.default_rng(0).integers(0, 256, (8, 8, 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "a.png")
+    preprocess = Preprocess("fast", img_size=8, cache_size=8, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3))
+    inputs, shown = prepare_image_files([tmp_path / "a.png"], preprocess)
+    expected = torch.from_numpy(pixels).float() / 255
+    torch.testing.assert_close(shown[0], expected)
+    torch.testing.assert_close(inputs[0, 1], (expected[..., 1] - 0.4) / 0.25)
+
+
+def test_unknown_layer_is_refused():
+    with pytest.raises(ValueError, match="has no module 'layer9'"):
+        grad_cam(create_model("resnet20", num_classes=3), torch.randn(1, 3, 8, 8), target_layer="layer9")

@@ -29,3 +29,8 @@ def test_top_level_api_and_classes():
     assert isinstance(attnlab.create_attention("none", 8), nn.Module)
     cls = get_attention_info("se").cls
     assert isinstance(create_attention(cls, 32, reduction=4), cls)
+
+
+def test_unknown_keyword_names_the_accepted_ones():
+    with pytest.raises(ValueError, match=r"unexpected keyword argument 'ratio'; it takes \(channels, reduction, bias, act\)"):
+        create_attention("se", 64, ratio=4)

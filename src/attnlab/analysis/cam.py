@@ -48,7 +48,11 @@ def grad_cam(
     if images.dim() != 4:
         raise ValueError(f"expected an image batch (N, C, H, W), got shape {tuple(images.shape)}")
     model.eval()
-    layer = model.get_submodule(target_layer or last_conv_stage(model, images))
+    try:
+        layer = model.get_submodule(target_layer or last_conv_stage(model, images))
+    except AttributeError:
+        children = [name for name, _ in model.named_children()]
+        raise ValueError(f"model has no module {target_layer!r}; its top-level modules are {children}") from None
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import inspect
 from dataclasses import dataclass
 from typing import Callable, Literal
 
@@ -80,4 +81,10 @@ def create_attention(attention: str | type[nn.Module], *args, **kwargs) -> nn.Mo
     Conv-replacement modules: ``create_attention(name, in_channels, out_channels, stride=1, **kw)``.
     """
     cls = get_attention_info(attention).cls if isinstance(attention, str) else attention
+    signature = inspect.signature(cls)
+    try:
+        signature.bind(*args, **kwargs)
+    except TypeError as err:
+        accepted = ", ".join(signature.parameters)
+        raise ValueError(f"{cls.__name__}: {err}; it takes ({accepted})") from None
     return cls(*args, **kwargs)

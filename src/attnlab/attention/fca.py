@@ -73,9 +73,10 @@ class FrequencyChannelAttention(nn.Module):
         self.channels = check_positive_int("channels", channels)
         frequencies = select_frequencies(freq_sel)
         if channels % len(frequencies):
+            fitting = f"{freq_sel[:3]}{math.gcd(channels, len(frequencies))}"
             raise ValueError(
                 f"channels={channels} must split evenly into the {len(frequencies)} frequencies of {freq_sel!r}; "
-                f"use a count that divides {channels}, e.g. freq_sel='{freq_sel[:3]}{math.gcd(channels, len(frequencies))}'"
+                f"use a count that divides {channels}, e.g. freq_sel={fitting!r}"
             )
         self.freq_sel, self.reduction = freq_sel, reduction
         self.num_freq = len(frequencies)

@@ -1,0 +1,6 @@
+"""Measuring attention's cost and benefit: ``benchmark`` (speed, FLOPs, memory, timm parity) and
+``compare`` (several models x seeds trained with one recipe, summarised in a report)."""
+
+from attnlab.bench.throughput import BenchResult, benchmark, environment, results_markdown
+
+__all__ = ["BenchResult", "benchmark", "environment", "results_markdown"]

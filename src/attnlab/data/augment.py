@@ -25,9 +25,10 @@ def uniform(n: int, low: float, high: float, generator: torch.Generator) -> torc
     return low + (high - low) * torch.rand(n, generator=generator)
 
 
-def random_signs(n: int, generator: torch.Generator) -> torch.Tensor:
-    """(n,) of +1 / -1 with probability 1/2 each: -1 flips a sample horizontally."""
-    return torch.randint(0, 2, (n,), generator=generator).float() * 2 - 1
+def flip_signs(n: int, generator: torch.Generator, hflip: bool) -> torch.Tensor:
+    """(n,) x-axis signs: -1 (a horizontal flip) with probability 1/2 each when ``hflip``, else all +1."""
+    signs = torch.randint(0, 2, (n,), generator=generator).float() * 2 - 1
+    return signs if hflip else torch.ones(n)
 
 
 def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
@@ -66,10 +67,10 @@ def center_crop(images: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 def random_resized_crop(
-    images: torch.Tensor, size: int, scale: tuple[float, float], generator: torch.Generator,
+    images: torch.Tensor, size: int, scale: tuple[float, float], generator: torch.Generator, hflip: bool,
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> torch.Tensor:
-    """torchvision's RandomResizedCrop + RandomHorizontalFlip per sample: a crop of area ``scale`` x the image and
+    """torchvision's RandomResizedCrop (+ RandomHorizontalFlip when ``hflip``) per sample: a crop of area ``scale`` x the image and
     aspect ratio in ``ratio`` (log-uniform), resized to ``size``. Crops that would not fit are clamped to the
     image side (torchvision retries, then falls back to a central crop)."""
     n = len(images)
@@ -80,7 +81,7 @@ def random_resized_crop(
     center_x = uniform(n, -1, 1, generator) * (1 - width)
     center_y = uniform(n, -1, 1, generator) * (1 - height)
     linear = torch.zeros(n, 2, 2)
-    linear[:, 0, 0] = width * random_signs(n, generator)
+    linear[:, 0, 0] = width * flip_signs(n, generator, hflip)
     linear[:, 1, 1] = height
     return affine_sample(images, linear, torch.stack([center_x, center_y], 1), size)
 
@@ -120,7 +121,7 @@ def color_jitter(
 # ------------------------------------------------------------------------------------------------ the policies
 
 
-def keras_augment(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def keras_augment(images: torch.Tensor, size: int, generator: torch.Generator, hflip: bool) -> torch.Tensor:
     """Keras ImageDataGenerator(rotation_range=20, width_shift_range=0.1, height_shift_range=0.1, shear_range=10,
     zoom_range=0.1, horizontal_flip=True, brightness_range=(0.7, 1.3), fill_mode='nearest'): one affine per sample
     (rotation, shift, shear and independent x/y zoom as in ``apply_affine_transform``), then brightness."""
@@ -130,36 +131,36 @@ def keras_augment(images: torch.Tensor, size: int, generator: torch.Generator) -
     shear = torch.zeros(n, 2, 2)
     shear[:, 0, 0], shear[:, 0, 1], shear[:, 1, 1] = 1, -shear_angle.sin(), shear_angle.cos()
     zoom = torch.diag_embed(torch.stack([uniform(n, 0.9, 1.1, generator), uniform(n, 0.9, 1.1, generator)], 1))
-    flip = torch.diag_embed(torch.stack([random_signs(n, generator), torch.ones(n)], 1))
+    flip = torch.diag_embed(torch.stack([flip_signs(n, generator, hflip), torch.ones(n)], 1))
     shift = 2 * uniform(2 * n, -0.1, 0.1, generator).view(n, 2)  # a fraction of the side; [-1, 1] spans 2
     images = affine_sample(images, rotation @ shear @ zoom @ flip, shift, size, padding="border")
     return (images * per_sample(uniform(n, 0.7, 1.3, generator), images)).clamp(0, 1)
 
 
-def paddle_augment(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def paddle_augment(images: torch.Tensor, size: int, generator: torch.Generator, hflip: bool) -> torch.Tensor:
     """The PaddlePaddle AlexNet-ECA pipeline after Resize(130): RandomResizedCrop(128, scale=(0.6, 1)),
     ColorJitter(0.2, 0.2, 0.2), RandomHorizontalFlip, RandomRotation(20)."""
-    images = random_resized_crop(images, size, (0.6, 1.0), generator)
+    images = random_resized_crop(images, size, (0.6, 1.0), generator, hflip)
     images = color_jitter(images, 0.2, 0.2, 0.2, generator)
     return random_rotation(images, 20, generator)
 
 
-def imagenet_augment(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def imagenet_augment(images: torch.Tensor, size: int, generator: torch.Generator, hflip: bool) -> torch.Tensor:
     """The SE/ECA papers' ImageNet training crop: RandomResizedCrop(size, scale=(0.08, 1)) + horizontal flip."""
-    return random_resized_crop(images, size, (0.08, 1.0), generator)
+    return random_resized_crop(images, size, (0.08, 1.0), generator, hflip)
 
 
-def fast_augment(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def fast_augment(images: torch.Tensor, size: int, generator: torch.Generator, hflip: bool) -> torch.Tensor:
     """Random crop with size/8 pixels of reflection padding (4 px at 32) + horizontal flip: whole-pixel
     translations, sampled with 'nearest' so pixels are copied, not interpolated."""
     images = resize(images, size)
     n, pad = len(images), size // 8
     shift = torch.randint(-pad, pad + 1, (n, 2), generator=generator).float() * (2 / size)
-    flip = torch.diag_embed(torch.stack([random_signs(n, generator), torch.ones(n)], 1))
+    flip = torch.diag_embed(torch.stack([flip_signs(n, generator, hflip), torch.ones(n)], 1))
     return affine_sample(images, flip, shift, size, padding="reflection", mode="nearest")
 
 
-def no_augment(images: torch.Tensor, size: int, generator: torch.Generator) -> torch.Tensor:
+def no_augment(images: torch.Tensor, size: int, generator: torch.Generator, hflip: bool) -> torch.Tensor:
     """Only resize to ``size`` (the EPSANet CIFAR seed trains on resized images)."""
     return resize(images, size)
 
@@ -171,7 +172,7 @@ class Augment:
     transform, and whether evaluation center-crops img_size/cache_size of the cache ('resize 256, crop 224')."""
 
     fit: str
-    train: Callable[[torch.Tensor, int, torch.Generator], torch.Tensor]
+    train: Callable[[torch.Tensor, int, torch.Generator, bool], torch.Tensor]
     eval_crop: bool
 
 
@@ -179,7 +180,7 @@ AUGMENTS: dict[str, Augment] = {
     "keras": Augment("squash", keras_augment, eval_crop=False),
     "paddle": Augment("crop", paddle_augment, eval_crop=True),
     "imagenet": Augment("crop", imagenet_augment, eval_crop=True),
-    "fast": Augment("crop", fast_augment, eval_crop=True),
+    "fast": Augment("crop", fast_augment, eval_crop=False),
     "resize": Augment("squash", no_augment, eval_crop=False),
 }
 
@@ -194,6 +195,7 @@ class Preprocess:
     cache_size: int
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
+    hflip: bool = True
 
     def __post_init__(self) -> None:
         if self.augment not in AUGMENTS:
@@ -210,7 +212,7 @@ class Preprocess:
 
     def train(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (N, 3, cache_size, cache_size) -> augmented, normalised float (N, 3, img_size, img_size)."""
-        return self.normalize(AUGMENTS[self.augment].train(images.float() / 255, self.img_size, generator))
+        return self.normalize(AUGMENTS[self.augment].train(images.float() / 255, self.img_size, generator, self.hflip))
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, cache_size, cache_size) -> normalised float (N, 3, img_size, img_size), no randomness."""

@@ -27,11 +27,13 @@ DIGITS_VAL_FRACTION = 0.2
 @dataclass
 class Splits:
     """The classes and the train and validation :class:`ImageSet` of a data set (``train`` is None when only a
-    validation tree was given, e.g. for ``attnlab eval --val DIR``)."""
+    validation tree was given, e.g. for ``attnlab eval --val DIR``). ``mirror_invariant`` is False where a
+    horizontal flip changes what an image shows (digits), so augmentation leaves flips out by default."""
 
     classes: list[str]
     train: ImageSet | None
     val: ImageSet
+    mirror_invariant: bool = True
 
     @property
     def class_to_index(self) -> dict[str, int]:
@@ -202,7 +204,7 @@ def load_splits(
 
     if data == "digits":
         classes, train_source, val_source = digits_splits()
-        return Splits(classes, image_set(train_source, classes), image_set(val_source, classes))
+        return Splits(classes, image_set(train_source, classes), image_set(val_source, classes), mirror_invariant=False)
     if data:
         root = Path(data)
         if not root.is_dir():

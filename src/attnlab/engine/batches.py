@@ -17,14 +17,16 @@ def splits_for(config: TrainConfig) -> Splits:
 
 
 def preprocess_for(config: TrainConfig, splits: Splits) -> Preprocess:
-    """The config's preprocessing; ``normalize: dataset`` measures the training images' channel mean and std."""
+    """The config's preprocessing; ``normalize: dataset`` measures the training images' channel mean and std, and
+    ``hflip`` unset flips unless the data set is not mirror-invariant (digits)."""
     if config.normalize == "imagenet":
         mean, std = IMAGENET_MEAN, IMAGENET_STD
     elif config.normalize == "rescale":
         mean, std = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     else:
         mean, std = splits.train.channel_stats()
-    return Preprocess(config.augment, config.img_size, config.cache_size or config.img_size, mean, std)
+    hflip = splits.mirror_invariant if config.hflip is None else config.hflip
+    return Preprocess(config.augment, config.img_size, config.cache_size or config.img_size, mean, std, hflip)
 
 
 def train_val_batches(

@@ -32,6 +32,7 @@ class TrainConfig:
     cache_size: int | None = None  # side of the cached uint8 squares; None: img_size
     augment: str = "fast"
     normalize: str = "dataset"  # dataset (train mean/std), imagenet, or rescale (x / 255 only)
+    hflip: bool | None = None  # random horizontal flips; None: unless the data says mirroring changes the class
     strict: bool = False
     cache_dir: str | None = None
     workers: int = 0

@@ -70,7 +70,15 @@ def create_model(
     ``attention`` is a registry name (``'se'``, ``'eca'``, ...) or a module class; ``attention_stages`` (1-based)
     selects the stages that get it, e.g. ``(1, 2, 3)`` leaves the last stage of a ResNet without attention.
     The returned model carries ``default_input_size`` (C, H, W) and ``model_name``.
+    ``'torchvision:ARCH'`` and ``'timm:ARCH'`` build those libraries' models (random weights) with the attention
+    attached after each residual branch (:func:`attnlab.retrofit.create_external_model`).
     """
+    if isinstance(name, str) and ":" in name:
+        from attnlab.retrofit import create_external_model  # late: retrofit imports this module
+
+        return create_external_model(
+            name, num_classes, attention, attention_kwargs, attention_stages, in_chans, **kwargs
+        )
     info = get_model_info(name)
     if attention is not None and info.preset_attention is not None and attention != info.preset_attention:
         raise ValueError(

@@ -12,9 +12,10 @@ projection (linear 1x1) BN and before the residual addition, as the block submod
 weights load with only the attention keys missing.
 
 The ECA paper's configurations are the named builders: ``eca_mobilenet_v2`` fixes k = 1 in the stages of fewer
-than 96 channels and k = 3 from 96 on (the official code's ``c < 96`` rule; one earlier revision of it used
-``c <= 96``), with the official dropout of 0.25; ``se_mobilenet_v2`` uses SE with reduction 8, the setting of the
-paper's MobileNetV2 comparison. ``create_model('mobilenet_v2', attention='eca')`` uses the adaptive k instead.
+than 96 channels and k = 3 from 96 on (the official code's ``c < 96`` rule, +31 parameters; another revision of
+that file has ``c <= 96``), with the official code's dropout of 0.25; ``se_mobilenet_v2`` uses SE with reduction
+8, the setting of the paper's MobileNetV2 comparison. ``create_model('mobilenet_v2', attention='eca')`` uses the
+adaptive k instead.
 """
 
 from __future__ import annotations
@@ -47,7 +48,8 @@ def stage_gates(
     attention_stages: Sequence[int] | None,
     stage_attention_kwargs: Sequence[dict] | None = None,
 ) -> GateBuilder:
-    """``gate(channels, stage)`` for a backbone that takes gate attention only; refuses conv-kind attention.
+    """``gate(channels, stage)`` for a backbone that takes gate attention only (MobileNetV2, Inception-v3, AlexNet);
+    refuses conv-kind attention.
 
     ``stage_attention_kwargs`` holds one dict of defaults per stage (index ``stage - 1``) for the attention's
     keyword arguments, overridden by ``attention_kwargs``: the per-layer settings of a paper (ECA's fixed k per

@@ -1,0 +1,82 @@
+"""End to end through ``attnlab train`` and ``attnlab analyze`` on a tiny generated ImageFolder."""
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from attnlab.cli import main
+
+CLASSES = ["circle", "cross", "square"]
+TINY = ["--recipe", "fast", "--epochs", "1", "--img-size", "8", "--cache-size", "8", "--batch-size", "6",
+        "--device", "cpu", "--amp", "off"]
+
+
+def write_image_folder(root: Path, per_class: int) -> None:
+    rng = np.random.default_rng(0)
+    for split in ("train", "test"):
+        for k, name in enumerate(CLASSES):
+            folder = root / split / name
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                pixels = rng.integers(0, 60, (8, 8, 3), dtype=np.uint8)
+                pixels[2:6, 2:6, k] = 255  # a class-coloured square
+                Image.fromarray(pixels).save(folder / f"{i}.png")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("analyze")
+    write_image_folder(root / "data", per_class=2)
+    run = root / "run"
+    assert main(["train", "--model", "se_resnet20", "--data", str(root / "data"), "--out", str(run), *TINY]) == 0
+    return root / "data", run
+
+
+def test_activations_cli(trained, capsys):
+    data, run = trained
+    args = ["analyze", "activations", str(run), "--data", str(data), "--classes", "cross,square",
+            "--images-per-class", "1", "--channels", "4", "--device", "cpu"]
+    assert main(args) == 0
+    rows = list(csv.DictReader(open(run / "analysis" / "activations.csv")))
+    assert len(rows) == 3 * 4 * 3  # last block of 3 stages x 4 channels x (2 classes + all)
+    assert all(0 <= float(r["mean"]) <= 1 for r in rows)
+    assert {r["images"] for r in rows if r["class"] == "all"} == {"3"}
+    report = json.loads((run / "analysis" / "activations.json").read_text())
+    assert [b["block"] for b in report["blocks"]] == ["layer1.2.attention", "layer2.2.attention", "layer3.2.attention"]
+    assert "saturation" in capsys.readouterr().out
+    assert main([*args[:-2], "--classes", "triangle"]) == 2
+    assert "unknown classes ['triangle']" in capsys.readouterr().err
+
+
+def test_ablate_cli(trained, tmp_path):
+    data, run = trained
+    assert main(["analyze", "ablate", str(run), "--data", str(data), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    rows = json.loads((tmp_path / "ablation.json").read_text())
+    assert [r["switched_off"] for r in rows] == ["none", "stage 1", "stage 2", "stage 3", "all"]
+    assert (tmp_path / "ablation.md").read_text().count("| stage ") == 3
+
+
+def test_cam_cli(trained, tmp_path):
+    data, run = trained
+    images = [str(data / "test" / name / "0.png") for name in CLASSES[:2]]
+    assert main(["analyze", "cam", str(run), *images, "--compare", str(run), "--out", str(tmp_path),
+                 "--device", "cpu"]) == 0
+    assert (tmp_path / "cam.png").stat().st_size > 0
+
+
+def test_kernel_sweep_cli(trained, tmp_path):
+    data, _ = trained
+    args = ["analyze", "kernel-sweep", "--model", "eca_resnet20", "--data", str(data), "--k", "3,5", "--seeds", "1",
+            "--out", str(tmp_path), *TINY]
+    assert main(args) == 0
+    report = json.loads((tmp_path / "kernel_sweep.json").read_text())
+    assert [s["setting"] for s in report["settings"]] == ["k=3", "k=5", "adaptive"]
+    assert report["adaptive_k"] == [3] * 9
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["adaptive-s0", "k3-s0", "k5-s0"]
+    stamp = (tmp_path / "k3-s0" / "last.safetensors").stat().st_mtime_ns
+    assert main(args) == 0  # finished runs are skipped
+    assert (tmp_path / "k3-s0" / "last.safetensors").stat().st_mtime_ns == stamp

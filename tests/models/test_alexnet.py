@@ -104,5 +104,5 @@ def test_other_gates_and_explicit_kwargs():
     assert se(torch.randn(2, 3, 128, 128)).shape == (2, 10)
     eca = create_model("alexnet_eca", attention_kwargs={"k_size": 7})
     assert [layer["k_size"] for layer in attention_layers(eca)] == [7] * 5
-    with pytest.raises(ValueError, match=r"needs one dict per stage of AlexNet \(5\), got 1"):
+    with pytest.raises(ValueError, match=r"needs one dict per stage \(5\), got 1"):
         AlexNet(attention="eca", stage_attention_kwargs=({"k_size": 3},))

@@ -157,7 +157,7 @@ def test_forward_shapes_width_and_channels():
 
 
 def test_bad_arguments():
-    with pytest.raises(ValueError, match=r"needs one dict per stage of MobileNetV2 \(7\), got 2"):
+    with pytest.raises(ValueError, match=r"needs one dict per stage \(7\), got 2"):
         MobileNetV2(attention="se", stage_attention_kwargs=({}, {}))
     with pytest.raises(ValueError, match="width_mult must be > 0"):
         MobileNetV2(width_mult=0)

@@ -23,7 +23,7 @@ def test_named_builders_are_registered():
 def test_filter_by_preset_attention():
     eca = list_models(attention="eca")
     assert {"eca_resnet50", "eca_resnet20", "eca_resnext50_32x4d"} <= set(eca)
-    assert all(name.startswith("eca_") for name in eca)
+    assert all("eca" in name for name in eca) and "alexnet_eca" in eca
     assert {"epsanet50", "epsanet101"} <= set(list_models(attention="psa"))
 
 
@@ -49,8 +49,10 @@ def test_errors():
         create_model("resnet20", in_chans=0)
     with pytest.raises(ValueError, match="already registered"):
         register_model("resnet18")(lambda **kw: nn.Identity())
-    with pytest.raises(ValueError, match="already comes with attention 'se'"):
+    with pytest.raises(ValueError, match=r"already comes with attention 'se'.*create_model\('resnet18', attention='none'\)"):
         create_model("se_resnet18", attention="none")
+    with pytest.raises(ValueError, match=r"create_model\('alexnet', attention='se'\)"):
+        create_model("alexnet_eca", attention="se")
 
 
 def test_attention_factory_switches_stages():
@@ -60,3 +62,9 @@ def test_attention_factory_switches_stages():
     psa = AttentionFactory("psa", None, None, num_stages=4).conv(64, 64, 2, 1)
     assert psa(torch.randn(1, 64, 8, 8)).shape == (1, 64, 4, 4)
     assert AttentionFactory(None, None, None, num_stages=4).gate(64, 1) is None
+    per_stage = AttentionFactory("eca", None, None, num_stages=2, stage_kwargs=[{"k_size": 1}, {"k_size": 3}])
+    assert [per_stage.gate(64, s).k_size for s in (1, 2)] == [1, 3]
+    overridden = AttentionFactory("eca", {"k_size": 5}, None, num_stages=2, stage_kwargs=[{"k_size": 1}, {}])
+    assert overridden.gate(64, 1).k_size == 5
+    with pytest.raises(ValueError, match="one dict per stage"):
+        AttentionFactory("eca", None, None, num_stages=2, stage_kwargs=[{}])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -117,7 +118,7 @@ class ImageSet:
 
     @property
     def in_memory(self) -> bool:
-        return isinstance(self.source, ArraySource) or 3 * self.size**2 * len(self.source.files) <= self.max_cache_bytes
+        return 3 * self.size**2 * len(self.source.labels) <= self.max_cache_bytes
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -126,13 +127,14 @@ class ImageSet:
     def labels(self) -> torch.Tensor:
         if self.in_memory:
             return self.cache[1]
-        return torch.tensor(self.source.labels, dtype=torch.int64)
+        return torch.as_tensor(self.source.labels, dtype=torch.int64)
 
     @cached_property
     def cache(self) -> tuple[torch.Tensor, torch.Tensor]:
         """(images uint8 (N, 3, size, size), labels (N,)) of everything decodable, from disk when cached there."""
         if isinstance(self.source, ArraySource):
-            return resize_array(self.source.images, self.size, self.fit), self.source.labels
+            chunks = [resize_array(chunk, self.size, self.fit) for chunk in self.source.images.split(1024)]
+            return torch.cat(chunks), self.source.labels
         path = self.cache_dir / f"{self.cache_key()}.safetensors" if self.cache_dir else None
         if path is not None and path.is_file():
             with safe_open(str(path), framework="pt") as f:
@@ -191,9 +193,13 @@ class ImageSet:
         images, labels = self.cache
         return images[indices], labels[indices]
 
-    def stream(self, index_batches: list[torch.Tensor]):
-        """Iterate (uint8 images, labels) for each index batch, decoding files in DataLoader workers and dropping
-        (with a warning) those that cannot be read."""
+    def stream(self, index_batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Iterate (uint8 images, labels) for each index batch, resizing arrays per batch, or decoding files in
+        DataLoader workers and dropping (with a warning) those that cannot be read."""
+        if isinstance(self.source, ArraySource):
+            for indices in index_batches:
+                yield resize_array(self.source.images[indices], self.size, self.fit), self.source.labels[indices]
+            return
         loader = DataLoader(DecodedFiles(self.source.files, self.size, self.fit),
                             batch_sampler=[batch.tolist() for batch in index_batches], num_workers=self.workers,
                             collate_fn=as_list)

@@ -22,6 +22,7 @@ class ModelInfo:
     fn: Callable[..., nn.Module]
     input_size: tuple[int, int, int]
     preset_attention: AttentionSpec = None
+    family_fn: Callable[..., nn.Module] | None = None
 
 
 _MODELS: dict[str, ModelInfo] = {}
@@ -38,7 +39,7 @@ def register_model(
         if name in _MODELS:
             raise ValueError(f"model {name!r} is already registered")
         builder = functools.partial(fn, attention=attention, **preset) if attention or preset else fn
-        _MODELS[name] = ModelInfo(name, builder, tuple(input_size), attention)
+        _MODELS[name] = ModelInfo(name, builder, tuple(input_size), attention, fn)
         return fn
 
     return add
@@ -81,10 +82,10 @@ def create_model(
         )
     info = get_model_info(name)
     if attention is not None and info.preset_attention is not None and attention != info.preset_attention:
-        raise ValueError(
-            f"model {name!r} already comes with attention {info.preset_attention!r}; to use {attention!r}, "
-            f"build the plain backbone, e.g. create_model('{name.split('_', 1)[-1]}', attention={attention!r})"
-        )
+        plain = next((n for n, i in _MODELS.items() if i.family_fn is info.family_fn and i.preset_attention is None), None)
+        hint = f"create_model({plain!r}, attention={attention!r})" if plain else "the plain backbone"
+        raise ValueError(f"model {name!r} already comes with attention {info.preset_attention!r}; to use {attention!r}, "
+                         f"build {hint}")
     if not isinstance(num_classes, int) or num_classes < 1:
         raise ValueError(f"num_classes must be an integer >= 1, got {num_classes!r}")
     check_positive_int("in_chans", in_chans)
@@ -110,15 +111,19 @@ def default_input_size(model: nn.Module) -> tuple[int, int, int]:
 class AttentionFactory:
     """Builds the attention modules a backbone inserts, and decides which stages get one.
 
-    ``gate(channels, stage)`` returns a gate module, or None where ``stage`` is switched off or there is no
+    ``stage_kwargs`` holds one dict of attention keyword defaults per stage (ECA's fixed k per layer in
+    ``alexnet_eca``, say), which ``attention_kwargs`` override. ``gate(channels, stage)`` returns a gate module, or None where ``stage`` is switched off or there is no
     attention; ``conv(in_channels, out_channels, stride, stage)`` returns a conv-replacement module or None.
     A backbone asks for the kind it supports; ``check_kind`` raises a clear error for one it cannot fit.
     """
 
     def __init__(self, attention: AttentionSpec, attention_kwargs: dict | None, attention_stages: Sequence[int] | None,
-                 num_stages: int):
+                 num_stages: int, stage_kwargs: Sequence[dict] | None = None):
         self.attention = None if attention in (None, "none") else attention
         self.kwargs = dict(attention_kwargs or {})
+        if stage_kwargs is not None and len(stage_kwargs) != num_stages:
+            raise ValueError(f"stage_attention_kwargs needs one dict per stage ({num_stages}), got {len(stage_kwargs)}")
+        self.stage_kwargs = tuple(stage_kwargs or ({},) * num_stages)
         self.kind = attention_kind(self.attention) if self.attention is not None else None
         if attention_stages is not None:
             bad = [s for s in attention_stages if not (isinstance(s, int) and 1 <= s <= num_stages)]
@@ -126,13 +131,15 @@ class AttentionFactory:
                 raise ValueError(f"attention_stages {tuple(attention_stages)} has {bad}: stages are 1..{num_stages}")
         self.stages = set(range(1, num_stages + 1) if attention_stages is None else attention_stages)
 
-    def check_kind(self, supported: Sequence[str], model: str) -> None:
+    def check_kind(self, supported: Sequence[str], model: str) -> AttentionFactory:
+        """Raise ValueError if the attention is of a kind ``model`` cannot take; returns ``self``."""
         if self.kind is not None and self.kind not in supported:
             raise ValueError(
                 f"attention {self.attention!r} is a {self.kind!r} module, which {model} cannot take "
                 f"(it takes {' or '.join(repr(k) for k in supported)} modules); "
                 "conv-replacement modules such as 'psa' and 'sk' fit the ResNet family"
             )
+        return self
 
     def active(self, stage: int) -> bool:
         return self.attention is not None and stage in self.stages
@@ -140,12 +147,16 @@ class AttentionFactory:
     def gate(self, channels: int, stage: int) -> nn.Module | None:
         if self.kind != "gate" or not self.active(stage):
             return None
-        return create_attention(self.attention, channels, **self.kwargs)
+        return create_attention(self.attention, channels, **self.kwargs_for(stage))
 
     def conv(self, in_channels: int, out_channels: int, stride: int, stage: int) -> nn.Module | None:
         if self.kind != "conv" or not self.active(stage):
             return None
-        return create_attention(self.attention, in_channels, out_channels, stride=stride, **self.kwargs)
+        return create_attention(self.attention, in_channels, out_channels, stride=stride, **self.kwargs_for(stage))
+
+    def kwargs_for(self, stage: int) -> dict:
+        """The stage's preset keyword arguments (a paper's per-layer settings), overridden by ``attention_kwargs``."""
+        return {**self.stage_kwargs[stage - 1], **self.kwargs}
 
 
 def attention_layers(model: nn.Module) -> list[dict]:

@@ -23,8 +23,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._registry import AttentionSpec, register_model
-from .mobilenet import stage_gates
+from ._registry import AttentionFactory, AttentionSpec, register_model
 from .resnet import check_image_batch
 
 ALEXNET_INPUT_SIZE = (3, 128, 128)
@@ -60,7 +59,7 @@ class AlexNet(nn.Module):
     """AlexNet for 128x128 inputs: (N, in_chans, 128, 128) -> (N, num_classes) logits.
 
     ``attention`` (registry name or class) goes after the convs in ``attention_stages`` (1-based, default all
-    five); ``stage_attention_kwargs`` see :func:`attnlab.models.mobilenet.stage_gates`.
+    five); ``stage_attention_kwargs``: per-stage presets (see :class:`AttentionFactory`).
     """
 
     def __init__(
@@ -75,9 +74,9 @@ class AlexNet(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
-        gate = stage_gates(
-            "AlexNet", len(ALEXNET_CONVS), attention, attention_kwargs, attention_stages, stage_attention_kwargs
-        )
+        gate = AttentionFactory(
+            attention, attention_kwargs, attention_stages, len(ALEXNET_CONVS), stage_attention_kwargs
+        ).check_kind(("gate",), "AlexNet").gate
         self.in_chans = in_chans
         stages, channels = [], in_chans
         for stage, (out_channels, kernel, stride, padding, pool) in enumerate(ALEXNET_CONVS, 1):

@@ -32,8 +32,7 @@ from torchvision.models.inception import (
     InceptionOutputs,
 )
 
-from ._registry import AttentionSpec, register_model
-from .mobilenet import stage_gates
+from ._registry import AttentionFactory, AttentionSpec, register_model
 from .resnet import check_image_batch
 
 INCEPTION_INPUT_SIZE = (3, 299, 299)
@@ -72,7 +71,7 @@ class Inception3(nn.Module):
         dropout: float = 0.5,
     ):
         super().__init__()
-        gate = stage_gates("Inception-v3", 3, attention, attention_kwargs, attention_stages)
+        gate = AttentionFactory(attention, attention_kwargs, attention_stages, 3).check_kind(("gate",), "Inception-v3").gate
         self.in_chans = in_chans
         self.aux_logits = aux_logits
         self.Conv2d_1a_3x3 = BasicConv2d(in_chans, 32, kernel_size=3, stride=2)

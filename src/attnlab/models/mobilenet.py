@@ -20,7 +20,7 @@ adaptive k instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -36,40 +36,6 @@ MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2
                        (6, 320, 1, 1))
 ECA_MOBILENET_V2_KWARGS = tuple({"k_size": 1 if c < 96 else 3} for _, c, _, _ in MOBILENET_V2_STAGES)
 SE_MOBILENET_V2_KWARGS = ({"reduction": 8},) * len(MOBILENET_V2_STAGES)
-
-GateBuilder = Callable[[int, int], nn.Module | None]
-
-
-def stage_gates(
-    model: str,
-    num_stages: int,
-    attention: AttentionSpec,
-    attention_kwargs: dict | None,
-    attention_stages: Sequence[int] | None,
-    stage_attention_kwargs: Sequence[dict] | None = None,
-) -> GateBuilder:
-    """``gate(channels, stage)`` for a backbone that takes gate attention only (MobileNetV2, Inception-v3, AlexNet);
-    refuses conv-kind attention.
-
-    ``stage_attention_kwargs`` holds one dict of defaults per stage (index ``stage - 1``) for the attention's
-    keyword arguments, overridden by ``attention_kwargs``: the per-layer settings of a paper (ECA's fixed k per
-    stage, SE's reduction ratio), which named builders preset.
-    """
-    factory = AttentionFactory(attention, attention_kwargs, attention_stages, num_stages)
-    factory.check_kind(("gate",), model)
-    if stage_attention_kwargs is None:
-        return factory.gate
-    if len(stage_attention_kwargs) != num_stages:
-        raise ValueError(
-            f"stage_attention_kwargs needs one dict per stage of {model} ({num_stages}), "
-            f"got {len(stage_attention_kwargs)}"
-        )
-    factories = [
-        AttentionFactory(attention, {**defaults, **factory.kwargs}, attention_stages, num_stages)
-        for defaults in stage_attention_kwargs
-    ]
-    return lambda channels, stage: factories[stage - 1].gate(channels, stage)
-
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """``value`` rounded to the nearest multiple of ``divisor``, never more than 10% below it (the channel rounding
@@ -120,7 +86,7 @@ class MobileNetV2(nn.Module):
     Stem 3x3 conv (32 channels, stride 2), the seven stages of inverted residuals, 1x1 conv to 1280 channels,
     global average pooling, dropout, linear head; channels scale with ``width_mult`` (rounded to multiples of 8).
     ``attention`` (registry name or class) goes into every block of the stages in ``attention_stages`` (1-based,
-    default all seven); ``stage_attention_kwargs`` see :func:`stage_gates`.
+    default all seven); ``stage_attention_kwargs``: per-stage presets (see :class:`AttentionFactory`).
     """
 
     def __init__(
@@ -139,10 +105,9 @@ class MobileNetV2(nn.Module):
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0 (1.0 is the standard MobileNetV2), got {width_mult!r}")
         self.in_chans = in_chans
-        gate = stage_gates(
-            "MobileNetV2", len(MOBILENET_V2_STAGES), attention, attention_kwargs, attention_stages,
-            stage_attention_kwargs,
-        )
+        gate = AttentionFactory(
+            attention, attention_kwargs, attention_stages, len(MOBILENET_V2_STAGES), stage_attention_kwargs
+        ).check_kind(("gate",), "MobileNetV2").gate
         channels = make_divisible(32 * width_mult)
         self.last_channel = make_divisible(1280 * max(1.0, width_mult))
         features: list[nn.Module] = [Conv2dNormActivation(in_chans, channels, stride=2, activation_layer=nn.ReLU6)]

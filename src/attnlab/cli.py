@@ -50,6 +50,9 @@ TRAIN_FLAG_HELP = {
     "out": "run directory (default runs/MODEL-RECIPE-sSEED)",
     "attention": "attention registry name to put into the model",
     "attention_kwargs": "JSON dict of attention keyword arguments, e.g. '{\"k_size\": 3}'",
+    "attach": "attention attached into a model without it (torchvision:/timm: models too), identity at init",
+    "attach_where": "where --attach inserts: residual (default), conv, or comma-separated glob patterns",
+    "init_from": "fine-tune from these weights of the model without attention (.safetensors or .pt state dict)",
     "amp": "mixed precision: auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16",
     "device": "auto, cpu, cuda, cuda:1, ...",
     "ema": "EMA decay of the weights used for evaluation (e.g. 0.999)",
@@ -146,7 +149,8 @@ def cmd_export(args: argparse.Namespace) -> None:
 def cmd_demo(args: argparse.Namespace) -> None:
     from attnlab.engine.demo import run_demo
 
-    run_demo(args.models, epochs=args.epochs, img_size=args.img_size, out=args.out, seed=args.seed)
+    options = ("models", "epochs", "img_size", "seed", "out")
+    run_demo(**{name: getattr(args, name) for name in options if getattr(args, name) is not None})
 
 
 def analysis_out(args: argparse.Namespace) -> Path:
@@ -198,19 +202,21 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze_kernel_sweep(args: argparse.Namespace) -> None:
-    from attnlab.analysis.kernel_sweep import run_kernel_sweep, write_sweep_report
-    from attnlab.engine.config import TrainConfig, resolve_config
+    from attnlab.analysis.kernel_sweep import kernel_sweep
+    from attnlab.engine.config import TrainConfig
 
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name not in ("recipe", "out")}
-    base = resolve_config(args.recipe, **overrides)
-    out = Path(args.out or f"runs/kernel-sweep-{base.model}-{base.recipe}")
+    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
+                 if f.name not in ("recipe", "out", "seed", "model") and getattr(args, f.name) is not None}
+    model, first_seed = args.model, args.seed or 0
+    out = Path(args.out or f"runs/kernel-sweep-{model}-{args.recipe}")
     try:
         k_sizes = [int(k) for k in split_list(args.k)]
     except ValueError:
         raise ValueError(f"--k takes comma-separated odd integers such as 3,5,7,9, got {args.k!r}") from None
-    runs = run_kernel_sweep(base, k_sizes, range(base.seed, base.seed + args.seeds), out)
-    print(write_sweep_report(runs, base, out))
-    print(f"wrote {out / 'kernel_sweep.md'}, {out / 'kernel_sweep.png'} and {out / 'kernel_sweep.json'}")
+    seeds = range(first_seed, first_seed + args.seeds)
+    print(kernel_sweep(model, k_sizes, seeds, out, recipe=args.recipe, overrides=overrides))
+    print(f"wrote {out / 'kernel_sweep.md'}, {out / 'kernel_sweep.png'}, {out / 'kernel_sweep.json'} and "
+          f"compare's {out / 'report.md'}")
 
 
 def cmd_analyze_cam(args: argparse.Namespace) -> None:
@@ -329,11 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="train small CNNs with and without attention on the embedded digits",
                        description="Train ResNet-20, SE-ResNet-20 and ECA-ResNet-20 on the embedded digits with the "
                        "fast recipe and print the comparison (a few minutes on 2 CPU cores).")
-    p.add_argument("--models", nargs="+", default=["resnet20", "se_resnet20", "eca_resnet20"])
-    p.add_argument("--epochs", type=int, default=6)
-    p.add_argument("--img-size", type=int, default=16)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo", help="parent folder of the runs (default runs/demo)")
+    p.add_argument("--models", nargs="+", help="models to compare (default resnet20 se_resnet20 eca_resnet20)")
+    p.add_argument("--epochs", type=int, help="epochs per model (default 8)")
+    p.add_argument("--img-size", type=int, help="image side in pixels (default 16; digits are 8x8)")
+    p.add_argument("--seed", type=int, help="seed (default 0)")
+    p.add_argument("--out", help="parent folder of the runs (default runs/demo)")
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("analyze", help="what the attention learned: activations, ablate, kernel-sweep, cam",
@@ -368,8 +374,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "accuracy vs k (resumable)", cmd_analyze_kernel_sweep, data=False, conflict_handler="resolve")
     q.add_argument("--recipe", default="fast", help="recipe as for train (default: fast)")
     add_config_flags(q)
-    q.add_argument("--out", help="sweep folder, one run per k and seed inside (default runs/kernel-sweep-MODEL-RECIPE)")
+    q.add_argument("--out", help="sweep folder: runs/<setting>-s<seed> inside, compare's report and the sweep's "
+                   "(default runs/kernel-sweep-MODEL-RECIPE)")
     q.add_argument("--k", default="3,5,7,9", help="comma-separated fixed kernel sizes (default 3,5,7,9)")
+    q.add_argument("--model", default="eca_resnet20", help="an ECA model (default eca_resnet20)")
     q.add_argument("--seeds", type=int, default=1, help="seeds per setting, counting up from --seed (default 1)")
 
     q = analysis_parser("cam", "Grad-CAM heat maps of the last conv stage over image files", cmd_analyze_cam,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,13 +36,21 @@ def export_torchscript(model: nn.Module, example: torch.Tensor, path: str | Path
     size stays free because shapes are read at run time.
     """
     path = Path(path)
-    with warnings.catch_warnings():
+    with _quiet_jit():
         # The input checks (``if x.shape[1] != channels``) become constants in the trace; they hold for any input
         # of the traced channel count, which is all the traced model accepts anyway.
         warnings.simplefilter("ignore", torch.jit.TracerWarning)
         traced = torch.jit.trace(model.eval(), example)
     traced.save(str(path))
     return path
+
+
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """Silence torch.jit's deprecation notices: TorchScript is what C++ and mobile runtimes still load."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
+        yield
 
 
 def max_error(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
@@ -66,7 +76,7 @@ def onnx_max_error(path: str | Path, model: nn.Module, inputs: torch.Tensor) -> 
 
 def torchscript_max_error(path: str | Path, model: nn.Module, inputs: torch.Tensor) -> tuple[float, float]:
     """:func:`max_error` of the TorchScript module at ``path`` vs ``model(inputs)`` in eval mode."""
-    with torch.no_grad():
+    with torch.no_grad(), _quiet_jit():
         got = torch.jit.load(str(path), map_location="cpu")(inputs)
     return max_error(got, _reference(model, inputs))
 
@@ -150,7 +160,7 @@ def export_checkpoint(
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     model, metadata = load_model(run_or_ckpt, "cpu")
     channels, height, width = default_input_size(model)
-    size = metadata.get("img_size")
+    size = metadata.get("preprocess", {}).get("img_size") or metadata.get("img_size")
     input_shape = (channels, size, size) if size else (channels, height, width)
     out = Path(out) if out else checkpoint_path(run_or_ckpt).with_suffix(SUFFIXES[format])
     return export_model(model, input_shape, out, format, opset=opset, dynamic_batch=dynamic_batch, atol=atol)

@@ -11,9 +11,10 @@ on, so ``copy.deepcopy`` (EMA), pickling, ``torch.compile``, ``torch.jit.trace``
 
 Identity at init (``init='identity'``, the default): the attached model starts with exactly the original's
 outputs. A module that is the identity at its own initialisation is inserted as it is: GC with ``fusion='add'``
-(its last conv starts at zero) and ``'none'``; this is measured at attach time, so any such module qualifies.
-Sigmoid-gated modules (SE, ECA, CBAM, ...) cannot be an identity, ``x * sigmoid(z) < x``, and BAM's
-``x * (1 + sigmoid(z))`` cannot either; without changing their maths, each is blended with its input,
+(its last conv starts at zero), GCT (``gamma = beta = 0``, so ``1 + tanh(0) = 1``) and ``'none'``; this is
+measured at attach time, so any such module qualifies. Sigmoid-gated modules (SE, ECA, CBAM, SRM, ...) cannot be
+an identity, ``x * sigmoid(z) < x``, nor can BAM's ``x * (1 + sigmoid(z))`` or SA's channel shuffle; without
+changing their maths, each is blended with its input,
 ``y = x + s * (attention(x) - x)``, by a learnable scalar ``s`` that starts at 0 (ReZero-style). At ``s = 1``
 that is the module as its paper has it. With ``init=None`` the modules go in bare, as their papers have them,
 and the report says how far the outputs moved.
@@ -25,7 +26,7 @@ import contextlib
 import difflib
 import fnmatch
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -67,9 +68,6 @@ class AttachReport:
     @property
     def params(self) -> int:
         return sum(p.params for p in self.points)
-
-    def to_dict(self) -> dict:
-        return {**asdict(self), "points": [asdict(p) for p in self.points], "params": self.params}
 
     def __str__(self) -> str:
         width = max(len("path"), *(len(p.path) for p in self.points))
@@ -348,9 +346,10 @@ def attach(
 
 
 def _check_no_attention(model: nn.Module) -> None:
-    if attached_paths(model):
+    attached = attached_paths(model)
+    if attached:
         raise ValueError(
-            f"attention is already attached to {type(model).__name__} (at {attached_paths(model)[0]!r}, ...); "
+            f"attention is already attached to {type(model).__name__} (at {attached[0]!r}, ...); "
             "call attnlab.detach(model) first to attach another"
         )
     present = attention_layers(model)
@@ -414,17 +413,17 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
 
 def load_original_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
-    """Load the weights of ``model`` as it was before :func:`attach` into it.
+    """Load the weights of ``model`` as it was before :func:`attach` into it; the attention keeps its init.
 
-    Tensors whose shape differs from the model's (a new classifier head) are left out. Returns the keys left
-    at their initial values: the attention keys and the left-out ones. Raises ValueError for keys the model does
-    not have, or for missing keys that are not attention keys (the checkpoint is of another architecture).
+    Tensors whose shape differs from the model's (a new classifier head) are left out; their keys are returned.
+    Raises ValueError for keys the model does not have, or for missing keys that are not attention keys (the
+    checkpoint is of another architecture).
     """
     own = model.state_dict()
+    paths = attached_paths(model)
+    attention_keys = tuple(f"{path}.{ATTENTION_CHILD}." for path in paths) + tuple(f"{p}.{SCALE_PARAM}" for p in paths)
     unexpected = sorted(set(state_dict) - set(own))
-    hosts = tuple(f"{path}.{ATTENTION_CHILD}." for path in attached_paths(model))
-    scales = {f"{path}.{SCALE_PARAM}" for path in attached_paths(model)}
-    missing = sorted(k for k in set(own) - set(state_dict) if not (k.startswith(hosts) or k in scales))
+    missing = sorted(k for k in set(own) - set(state_dict) if not k.startswith(attention_keys))
     if unexpected or missing:
         raise ValueError(
             f"the checkpoint does not fit {type(model).__name__}: {len(unexpected)} unexpected keys "
@@ -433,7 +432,7 @@ def load_original_weights(model: nn.Module, state_dict: dict[str, torch.Tensor])
         )
     mismatched = [k for k, v in state_dict.items() if v.shape != own[k].shape]
     model.load_state_dict({k: v for k, v in state_dict.items() if k not in mismatched}, strict=False)
-    return sorted(set(own) - set(state_dict)) + mismatched
+    return mismatched
 
 
 EXTERNAL_SOURCES = ("torchvision", "timm")

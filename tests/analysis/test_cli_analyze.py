@@ -68,15 +68,16 @@ def test_cam_cli(trained, tmp_path):
     assert (tmp_path / "cam.png").stat().st_size > 0
 
 
-def test_kernel_sweep_cli(trained, tmp_path):
+def test_kernel_sweep_cli(trained, tmp_path, capsys):
     data, _ = trained
     args = ["analyze", "kernel-sweep", "--model", "eca_resnet20", "--data", str(data), "--k", "3,5", "--seeds", "1",
             "--out", str(tmp_path), *TINY]
     assert main(args) == 0
     report = json.loads((tmp_path / "kernel_sweep.json").read_text())
-    assert [s["setting"] for s in report["settings"]] == ["k=3", "k=5", "adaptive"]
+    assert [(s["setting"], s["k"]) for s in report["settings"]] == [("adaptive", None), ("k3", 3), ("k5", 5)]
     assert report["adaptive_k"] == [3] * 9
-    assert sorted(p.name for p in tmp_path.iterdir() if p.is_dir()) == ["adaptive-s0", "k3-s0", "k5-s0"]
-    stamp = (tmp_path / "k3-s0" / "last.safetensors").stat().st_mtime_ns
+    assert sorted(p.name for p in (tmp_path / "runs").iterdir()) == ["adaptive-s0", "k3-s0", "k5-s0"]
+    assert (tmp_path / "kernel_sweep.png").stat().st_size > 0 and (tmp_path / "report.md").is_file()
+    capsys.readouterr()
     assert main(args) == 0  # finished runs are skipped
-    assert (tmp_path / "k3-s0" / "last.safetensors").stat().st_mtime_ns == stamp
+    assert capsys.readouterr().out.count(": skipped") == 3

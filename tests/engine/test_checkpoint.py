@@ -23,9 +23,9 @@ def test_weights_round_trip_with_metadata(tmp_path):
 def test_training_state_round_trip_without_pickle(tmp_path):
     model = torch.nn.Linear(4, 3)
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, betas=(0.8, 0.99))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
     model(torch.randn(2, 4)).sum().backward()
     optimizer.step()
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 0.5**step)
     scheduler.step()
     state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": [{"x": 1.5}],
              "none": None, "best": float("-inf")}

@@ -1,16 +1,39 @@
 import pytest
 
-from attnlab.engine.config import list_recipes, load_recipe, resolve_config
+from attnlab.engine.config import config_from_run, list_recipes, load_recipe, resolve_config
 from attnlab.engine.schedule import lr_factor
 
 
-def test_shipped_recipes():
+def test_shipped_recipes_follow_the_issue():
     assert set(list_recipes()) == {"fast", "keras-flowers", "paddle-cifar", "epsanet-cifar", "paper-imagenet"}
     keras = resolve_config("keras-flowers")
     assert (keras.img_size, keras.epochs, keras.batch_size, keras.optimizer, keras.lr) == (224, 100, 32, "adam", 1e-4)
+    assert (keras.augment, keras.normalize, keras.milestones, keras.label_smoothing) == ("keras", "rescale", [40, 80], 0)
     paddle = resolve_config("paddle-cifar")
     assert (paddle.label_smoothing, paddle.weight_decay, paddle.schedule, paddle.img_size) == (0.1, 1e-5, "cosine", 128)
-    assert resolve_config("paper-imagenet").milestones == [30, 60, 90]
+    assert (paddle.cache_size, paddle.augment, paddle.normalize, paddle.optimizer, paddle.lr) == (
+        130, "paddle", "imagenet", "adam", 1e-3)
+    assert (paddle.batch_size, paddle.epochs) == (128, 50) and paddle.mixup > 0
+    epsa = resolve_config("epsanet-cifar")
+    assert (epsa.img_size, epsa.normalize, epsa.optimizer, epsa.lr, epsa.batch_size, epsa.epochs) == (
+        224, "imagenet", "adam", 1e-3, 64, 10)
+    imagenet = resolve_config("paper-imagenet")
+    assert (imagenet.optimizer, imagenet.lr, imagenet.momentum, imagenet.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)
+    assert (imagenet.milestones, imagenet.lr_gamma, imagenet.epochs) == ([30, 60, 90], 0.1, 100)
+    assert (imagenet.img_size, imagenet.cache_size, imagenet.augment) == (224, 256, "imagenet")
+
+
+def test_config_from_run_applies_overrides(tmp_path):
+    import yaml
+
+    config = resolve_config("keras-flowers", epochs=3, model="eca_resnet50")
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config.to_dict()))
+    resumed = config_from_run(tmp_path, epochs=5, device=None)
+    assert (resumed.epochs, resumed.model, resumed.lr, resumed.out) == (5, "eca_resnet50", 1e-4, str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="holds no config.yaml"):
+        config_from_run(tmp_path / "nope")
+    with pytest.raises(ValueError, match="augment must be one of keras, paddle, imagenet, fast, resize, got 'x'"):
+        resolve_config("fast", augment="x")
 
 
 def test_overrides_and_errors(tmp_path):

@@ -27,6 +27,9 @@ class TrainConfig:
     out: str | None = None
     attention: str | None = None
     attention_kwargs: dict = field(default_factory=dict)
+    attach: str | None = None  # attention attached into a model built without it (attnlab.attach)
+    attach_where: str = "residual"  # residual, conv, or comma-separated glob patterns over module paths
+    init_from: str | None = None  # weights of the model without attention to fine-tune from (.safetensors, .pt)
     # data and augmentation
     img_size: int = 32
     cache_size: int | None = None  # side of the cached uint8 squares; None: img_size

@@ -13,7 +13,7 @@ DEMO_MODELS = ("resnet20", "se_resnet20", "eca_resnet20")
 
 
 def run_demo(
-    models: list[str] | tuple[str, ...] = DEMO_MODELS, *, epochs: int = 6, img_size: int = 16, seed: int = 0,
+    models: list[str] | tuple[str, ...] = DEMO_MODELS, *, epochs: int = 8, img_size: int = 16, seed: int = 0,
     out: str | Path = "runs/demo",
 ) -> list[dict]:
     """Train each of ``models`` on digits (one run directory each under ``out``), print the comparison table and

@@ -32,6 +32,11 @@ def load_model(run_or_ckpt: str | Path, device: str | torch.device = "cpu") -> t
     if "model" not in metadata:
         raise ValueError(f"{path} has no attnlab metadata (model name and kwargs); was it written by attnlab train?")
     model = create_model(metadata["model"], **{k: v for k, v in metadata["model_kwargs"].items() if v is not None})
+    if metadata.get("attach"):  # a run of `attnlab train --attach`
+        from attnlab.retrofit import attach
+
+        spec = metadata["attach"]
+        attach(model, spec["attention"], spec["where"], **spec["attention_kwargs"])
     model.load_state_dict(state)
     return model.to(device).eval(), metadata
 

@@ -155,7 +155,28 @@ class Trainer:
         from attnlab.models import create_model
 
         model = create_model(self.config.model, **self.model_kwargs()).to(self.device)
+        if self.config.attach:
+            from attnlab.retrofit import attach
+
+            spec = self.attach_spec()
+            log(str(attach(model, spec["attention"], spec["where"], **spec["attention_kwargs"])))
+        if self.config.init_from:
+            from attnlab.retrofit import load_original_weights, read_state_dict
+
+            left_out = load_original_weights(model, read_state_dict(self.config.init_from))
+            log(f"initialised from {self.config.init_from}"
+                + (f" except (shape differs) {', '.join(left_out)}" if left_out else ""))
         return model.to(memory_format=torch.channels_last) if self.config.channels_last else model
+
+    def attach_spec(self) -> dict | None:
+        """How ``attach`` was called (checkpoint metadata: ``load_model`` attaches the same way)."""
+        from attnlab.retrofit import parse_where
+
+        config = self.config
+        if not config.attach:
+            return None
+        return {"attention": config.attach, "where": parse_where(config.attach_where),
+                "attention_kwargs": config.attention_kwargs or {}}
 
     def model_kwargs(self) -> dict:
         return {"num_classes": len(self.classes), "attention": self.config.attention,
@@ -172,6 +193,7 @@ class Trainer:
         return {
             "model": self.config.model,
             "model_kwargs": self.model_kwargs(),
+            "attach": self.attach_spec(),
             "attention_layers": attention_layers(self.model),
             "classes": self.classes,
             "preprocess": self.preprocess.to_dict(),

@@ -5,7 +5,8 @@ subset, then run the SENet excitation study and the stage ablation on the test s
 
 The subset is a tree of symbolic links under --work (the first N files of each class folder, sorted), so nothing
 is copied out of ../shared. Finished trainings are skipped, so the script can be re-run after an interruption.
-Results: --work/<model>/analysis/{activations,ablation}.* and --work/summary.md.
+Results: --work/<model>/analysis/{activations,ablation}.* and --work/summary.md. Re-running skips finished
+trainings (delete a run's folder to train it again) and redoes the analyses.
 """
 
 from __future__ import annotations
@@ -17,6 +18,8 @@ from pathlib import Path
 from attnlab.cli import main as attnlab
 
 MODELS = ("se_resnet20", "eca_resnet20")
+# The fast recipe's values when these results were made, pinned so that later recipe edits do not change them.
+PINNED = ["--batch-size", "64", "--lr", "0.1", "--img-size", "32"]
 
 
 def link_subset(source: Path, target: Path, split: str, per_class: int) -> None:
@@ -49,7 +52,7 @@ def run(args: argparse.Namespace) -> None:
     for model in MODELS:
         run_dir = work / model
         if not finished(run_dir, args.epochs):
-            check(attnlab(["train", "--model", model, "--recipe", "fast", "--data", str(data), "--epochs",
+            check(attnlab(["train", "--model", model, "--recipe", "fast", *PINNED, "--data", str(data), "--epochs",
                            str(args.epochs), "--out", str(run_dir), "--device", "cpu", "--seed", str(args.seed)]),
                   f"training {model}")
         common = [str(run_dir), "--data", str(data), "--device", "cpu", "--batch-size", "250"]
@@ -57,8 +60,8 @@ def run(args: argparse.Namespace) -> None:
               f"activations of {model}")
         check(attnlab(["analyze", "ablate", *common]), f"ablation of {model}")
         report = json.loads((run_dir / "analysis" / "activations.json").read_text())
-        summary.append(f"## {model}\n\n| block | stage | channels | class specificity | within-class std | saturation |\n"
-                       "|---|---:|---:|---:|---:|---:|")
+        summary.append(f"## {model}\n\n| block | stage | channels | class specificity | within-class std | "
+                       "saturation |\n|---|---:|---:|---:|---:|---:|")
         summary += [f"| {b['block']} | {b['stage']} | {b['channels']} | {b['class_specificity']:.4f} | "
                     f"{b['within_class_std']:.4f} | {b['saturation']:.4f} |" for b in report["blocks"]]
         summary.append("\n" + (run_dir / "analysis" / "ablation.md").read_text())

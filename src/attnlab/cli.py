@@ -115,7 +115,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     batches = eval_batches_for(metadata, data=args.data, val=args.val, batch_size=args.batch_size,
                                workers=args.workers, device=device)
     result = evaluate(model, batches.epoch(0), len(metadata["classes"]), device)
-    report = {"checkpoint": str(args.run), "data": args.data or args.val, **result.to_dict(metadata["classes"])}
+    report = {"checkpoint": str(args.run), "data": batches.images.name, **result.to_dict(metadata["classes"])}
     print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  loss {result.loss:.4f}  "
           f"{result.images} images  {result.images_per_s:.0f} images/s (batch {args.batch_size}, {device})")
     for name, acc in report["per_class_accuracy"].items():
@@ -195,7 +195,8 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> None:
     from attnlab.analysis.ablation import ablate_stages, write_ablation_report
 
     model, metadata, stages, device, batches = load_for_analysis(args)
-    rows = ablate_stages(model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device)
+    rows = ablate_stages(model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device,
+                         split_list(args.modes))
     out = analysis_out(args)
     print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {args.data or args.val}"))
     print(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
@@ -231,7 +232,7 @@ def cmd_analyze_cam(args: argparse.Namespace) -> None:
         panels.append(cam_panel(f"{metadata['model']}", model, metadata, args.images, device, args.layer))
     out = analysis_out(args)
     out.mkdir(parents=True, exist_ok=True)
-    path = plot_cams(panels, out / "cam.png", [Path(p).name for p in args.images])
+    path = plot_cams(panels, out / "cam.png", ["/".join(Path(p).parts[-2:]) for p in args.images])
     print(f"wrote {path}")
 
 
@@ -307,7 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval", help="evaluate a trained run or checkpoint", description="Top-1/top-5, loss, per-class "
                        "accuracy, confusion matrix and inference throughput of a checkpoint.")
     p.add_argument("run", metavar="RUN_OR_CKPT")
-    p.add_argument("--data", help="data as for train (its test/val split is evaluated)")
+    p.add_argument("--data", help="data as for train (its val/test split is evaluated; default: the run's)")
     p.add_argument("--val", help="a class-folder tree to evaluate")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--workers", type=int, default=0)
@@ -367,8 +368,10 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("--blocks", help="comma-separated attention module paths to add, e.g. layer2.0.attention")
     q.add_argument("--channels", type=int, default=50, help="channels shown, uniformly spaced (default 50)")
 
-    analysis_parser("ablate", "accuracy with the attention of each stage (and of all stages) switched off",
-                    cmd_analyze_ablate)
+    q = analysis_parser("ablate", "accuracy with the attention of each stage (and of all stages) switched off",
+                        cmd_analyze_ablate)
+    q.add_argument("--modes", default="identity,mean", help="how attention is switched off: 'identity' (module "
+                   "removed, gate = 1) and/or 'mean' (gate fixed to its average over the data); default both")
 
     q = analysis_parser("kernel-sweep", "ECA kernel-size sweep: train with fixed k and with the adaptive k, plot "
                         "accuracy vs k (resumable)", cmd_analyze_kernel_sweep, data=False, conflict_handler="resolve")

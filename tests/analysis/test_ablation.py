@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from attnlab.analysis.ablation import ablate_stages, ablation_markdown
-from attnlab.analysis.gates import attention_stage_map, attention_switched_off
+from attnlab.analysis.gates import attention_stage_map, attention_switched_off, gates_fixed, mean_gate_outputs
 from attnlab.engine.evaluate import evaluate
 from attnlab.models import create_model
 
@@ -62,8 +62,10 @@ def test_ablation_rows(tiny_batches):
     model = trained_like("se_resnet20")
     stages = attention_stage_map("se_resnet20", {"num_classes": NUM_CLASSES})
     rows = ablate_stages(model, stages, lambda: tiny_batches, NUM_CLASSES)
-    assert [r.switched_off for r in rows] == ["none", "stage 1", "stage 2", "stage 3", "all"]
-    assert [r.blocks for r in rows] == [0, 3, 3, 3, 9]
+    settings = ["stage 1", "stage 2", "stage 3", "all"]
+    assert [(r.switched_off, r.mode) for r in rows] == [("none", "-"), *((s, "identity") for s in settings),
+                                                        *((s, "mean") for s in settings)]
+    assert [r.blocks for r in rows] == [0, 3, 3, 3, 9, 3, 3, 3, 9]
     without_last = create_model("se_resnet20", num_classes=NUM_CLASSES, attention_stages=(1, 2)).eval()
     without_last.load_state_dict(model.state_dict(), strict=False)
     expected = evaluate(without_last, tiny_batches, NUM_CLASSES, torch.device("cpu"))
@@ -71,4 +73,34 @@ def test_ablation_rows(tiny_batches):
     assert rows[3].delta_top1 == pytest.approx(100 * (rows[3].top1 - rows[0].top1))
     table = ablation_markdown(rows)
     assert table.count("\n") == 2 + len(rows)
-    assert f"| stage 3 | 3 | {100 * expected.top1:.2f} |" in table
+    assert f"| stage 3 | identity (gate = 1) | 3 | {100 * expected.top1:.2f} |" in table
+    with pytest.raises(ValueError, match="ablation modes must be among identity, mean"):
+        ablate_stages(model, stages, lambda: tiny_batches, NUM_CLASSES, modes=["zero"])
+
+
+@pytest.mark.parametrize("attention", ["se", "coord"])
+def test_mean_gate_of_identical_images_changes_nothing(attention, tiny_batches):
+    # With every image the same, each gate's average over the images is its value on each image; coord
+    # attention runs its gate twice per pass (height and width), so this also checks the per-call values.
+    model = trained_like("resnet20", attention=attention)
+    stages = attention_stage_map("resnet20", {"num_classes": NUM_CLASSES, "attention": attention})
+    images = tiny_batches[0][0][:1].expand(4, -1, -1, -1)
+    means = mean_gate_outputs(model, list(stages), [(images, torch.zeros(4, dtype=torch.long))])
+    assert len(means["layer1.0.attention"]) == (2 if attention == "coord" else 1)
+    with torch.no_grad():
+        full = model(images)
+        with gates_fixed(model, means):
+            fixed = model(images)
+    torch.testing.assert_close(fixed, full)
+
+
+def test_mean_gate_is_the_average_over_images(tiny_batches):
+    model = trained_like("se_resnet20")
+    se = model.get_submodule("layer2.1.attention")
+    outputs = []
+    handle = se.gate.register_forward_hook(lambda _m, _i, out: outputs.append(out))
+    means = mean_gate_outputs(model, ["layer2.1.attention"], tiny_batches)
+    handle.remove()
+    (mean,) = means["layer2.1.attention"]
+    assert mean.shape == (32, 1, 1)
+    torch.testing.assert_close(mean, torch.cat(outputs).mean(0))

@@ -26,7 +26,8 @@ def se_model():
 def test_stage_map_and_last_blocks():
     stages = attention_stage_map("se_resnet20", SE_KWARGS)
     assert stages == {f"layer{s}.{b}.attention": s for s in (1, 2, 3) for b in range(3)}
-    assert last_block_per_stage(stages, se_model()) == ["layer1.2.attention", "layer2.2.attention", "layer3.2.attention"]
+    last = ["layer1.2.attention", "layer2.2.attention", "layer3.2.attention"]
+    assert last_block_per_stage(stages, se_model()) == last
 
 
 def test_stage_map_needs_attention():
@@ -103,7 +104,9 @@ def test_spatial_gates_are_averaged_over_space():
     torch.testing.assert_close(gate_values(out), torch.tensor([[7.5]]))
 
 
-@pytest.mark.parametrize("path, message", [("layer1.0.bn1", "no `gate` submodule"), ("layer9.attention", "has no module")])
+@pytest.mark.parametrize(
+    "path, message", [("layer1.0.bn1", "no `gate` submodule"), ("layer9.attention", "has no module")]
+)
 def test_bad_block_is_refused(path, message):
     with pytest.raises(ValueError, match=message):
         with record_gates(se_model(), [path]):

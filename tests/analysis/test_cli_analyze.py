@@ -54,9 +54,11 @@ def test_activations_cli(trained, capsys):
 
 def test_ablate_cli(trained, tmp_path):
     data, run = trained
-    assert main(["analyze", "ablate", str(run), "--data", str(data), "--out", str(tmp_path), "--device", "cpu"]) == 0
+    assert main(["analyze", "ablate", str(run), "--data", str(data), "--out", str(tmp_path), "--device", "cpu",
+                 "--modes", "identity"]) == 0
     rows = json.loads((tmp_path / "ablation.json").read_text())
-    assert [r["switched_off"] for r in rows] == ["none", "stage 1", "stage 2", "stage 3", "all"]
+    settings = [(r["switched_off"], r["mode"]) for r in rows]
+    assert settings == [("none", "-")] + [(s, "identity") for s in ("stage 1", "stage 2", "stage 3", "all")]
     assert (tmp_path / "ablation.md").read_text().count("| stage ") == 3
 
 

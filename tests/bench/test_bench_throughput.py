@@ -46,7 +46,9 @@ def test_benchmark_times_are_positive_and_ratios_are_to_the_first_model(tiny_res
         assert r.infer_latency_ms == pytest.approx(sorted(r.infer_times_ms)[0] / 2 + sorted(r.infer_times_ms)[1] / 2)
         assert r.infer_images_per_s == pytest.approx(2 / (r.infer_latency_ms / 1000))
         assert r.peak_infer_mb is None  # no allocator peak counter on CPU
-    assert plain.infer_ratio == 1.0 and plain.train_ratio == 1.0
+        assert r.infer_cpu_ms > 0 and r.train_cpu_ms > 0
+    assert plain.infer_ratio == 1.0 and plain.train_ratio == 1.0 and plain.infer_cpu_ratio == 1.0
+    assert eca.infer_cpu_ratio == pytest.approx(plain.infer_cpu_ms / eca.infer_cpu_ms)
     assert eca.infer_ratio == pytest.approx(eca.infer_images_per_s / plain.infer_images_per_s)
     assert eca.train_ratio == pytest.approx(eca.train_images_per_s / plain.train_images_per_s)
     # ECA saves at least the pooled (N, C) descriptors and gates on top of the plain network's activations.
@@ -60,6 +62,8 @@ def test_vs_timm_builds_the_equal_architecture_and_reports_ratios():
                       vs_timm=True, num_classes=10)
     assert se.timm is not None and se.params_match_timm and se.timm.params == se.params
     assert se.vs_timm_infer == pytest.approx(se.infer_images_per_s / se.timm.infer_images_per_s)
+    assert se.vs_timm_infer_cpu == pytest.approx(se.timm.infer_cpu_ms / se.infer_cpu_ms)
+    assert f"| se_resnet18 | {se.params / 1e6:.3f} | yes |" in results_markdown([se])  # the timm table's row
     assert se.train_images_per_s is None and se.vs_timm_train is None
     assert "rd_divisor=1" in se.timm_note
     # SE adds W1 (C x C/16, bias C/16) and W2 (C/16 x C, bias C) per block; ResNet-18 has 2 blocks per stage.

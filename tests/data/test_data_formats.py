@@ -6,8 +6,8 @@ import pytest
 import torch
 from data_helpers import COLORS, write_images
 
-from attnlab.data import load_splits, read_cifar_batch
 from attnlab.data import images as images_module
+from attnlab.data import load_splits, read_cifar_batch
 
 
 def solid(color, size):
@@ -70,7 +70,8 @@ def test_structure_errors_name_the_folder(image_tree, tmp_path):
         load_splits(str(root), size=4)
     (root / "train" / "emu").rmdir()
     write_images(root / "train" / "emu", (9, 9, 9), 1)
-    with pytest.raises(ValueError, match=r"differ between .*train and .*test: only in train: \['emu'\], only in test: \[\]"):
+    mismatch = r"differ between .*train and .*test: only in train: \['emu'\], only in test: \[\]"
+    with pytest.raises(ValueError, match=mismatch):
         load_splits(str(root), size=4)
     no_val = image_tree({"train": 1}, root=tmp_path / "no_val")
     with pytest.raises(ValueError, match=r"no_val has no val/ or test/ folder"):

@@ -8,7 +8,7 @@ def test_shipped_recipes_follow_the_issue():
     assert set(list_recipes()) == {"fast", "keras-flowers", "paddle-cifar", "epsanet-cifar", "paper-imagenet"}
     keras = resolve_config("keras-flowers")
     assert (keras.img_size, keras.epochs, keras.batch_size, keras.optimizer, keras.lr) == (224, 100, 32, "adam", 1e-4)
-    assert (keras.augment, keras.normalize, keras.milestones, keras.label_smoothing) == ("keras", "rescale", [40, 80], 0)
+    assert (keras.augment, keras.normalize, keras.milestones, keras.lr_gamma) == ("keras", "rescale", [40, 80], 0.1)
     paddle = resolve_config("paddle-cifar")
     assert (paddle.label_smoothing, paddle.weight_decay, paddle.schedule, paddle.img_size) == (0.1, 1e-5, "cosine", 128)
     assert (paddle.cache_size, paddle.augment, paddle.normalize, paddle.optimizer, paddle.lr) == (

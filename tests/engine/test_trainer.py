@@ -172,6 +172,9 @@ def test_eval_command_reproduces_the_best_val_accuracy(digits_run, capsys):
     assert report["images"] == 359 and sum(map(sum, report["confusion_matrix"])) == 359
     assert set(report["per_class_accuracy"]) == {str(d) for d in range(10)} and report["images_per_s"] > 0
     assert "top-1" in capsys.readouterr().out and (digits_run / "eval_confusion.png").stat().st_size > 0
+    assert cli.main(["eval", str(digits_run / "last.safetensors")]) == 0  # the run's own validation data
+    last = json.loads((digits_run / "eval.json").read_text())
+    assert last["data"] == "digits:val" and last["top1"] == pytest.approx(metrics(digits_run)[-1]["val_acc"], abs=1e-12)
 
 
 def test_eval_refuses_data_with_other_classes(digits_run, tmp_path):
@@ -202,3 +205,18 @@ def test_predict_command_names_the_top_classes(digits_run, tmp_path, capsys):
     for line, path, top1 in zip(lines, paths, expected.tolist()):
         name, *_ = line.removeprefix(path + ":").split()
         assert line.startswith(path) and name == metadata["classes"][top1] and len(line.split()) == 7
+
+
+def test_train_on_explicit_train_and_val_trees(tiny_config, tmp_path):
+    from PIL import Image
+
+    for split, count in (("train", 6), ("val", 3)):
+        for name, color in (("red", (250, 0, 0)), ("blue", (0, 0, 250))):
+            (tmp_path / split / name).mkdir(parents=True)
+            for i in range(count):
+                Image.new("RGB", (10, 10), color).save(tmp_path / split / name / f"{i}.png")
+    config = tiny_config(train=str(tmp_path / "train"), val=str(tmp_path / "val"), epochs=1, batch_size=4)
+    assert config.data == "digits"  # the default, replaced by the trees
+    row = train(config)
+    assert row["epoch"] == 1 and 0 <= row["val_acc"] <= 1
+    assert json.loads((Path(config.out) / "classes.json").read_text()) == {"blue": 0, "red": 1}

@@ -1,28 +1,41 @@
 """Stage ablation of Hu, Shen, Sun, "Squeeze-and-Excitation Networks" (CVPR 2018, Section 7.2): accuracy of the
 trained model with the attention of one stage (or of all stages) switched off, no retraining. The paper reports
-that removing the SE blocks of the last stage costs less than 0.1 point of top-1 on ImageNet."""
+that removing the SE blocks of the last stage costs less than 0.1 point of top-1 on ImageNet, where those gates
+are saturated near 1.
+
+Two ways to switch attention off:
+
+- ``identity``: the module does nothing (``attention_switched_off``): for ``x * gate`` modules the gate is 1.
+  Where the trained gates sit far from 1 this also rescales the branch, which the following layers never saw.
+- ``mean``: each gate outputs its average over the evaluation images (``gates_fixed``): the scale the network
+  was trained with stays, only the gate's dependence on the input is removed.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
 import json
+from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from attnlab.analysis.gates import attention_switched_off
+from attnlab.analysis.gates import attention_switched_off, gates_fixed, mean_gate_outputs
 from attnlab.engine.evaluate import evaluate
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
+MODES = ("identity", "mean")
 
 
 @dataclass
 class AblationRow:
-    """Accuracy with the attention of ``stages`` switched off (empty: the full model); delta in points."""
+    """Accuracy with the attention of ``stages`` switched off by ``mode`` (no stages: the full model, mode
+    '-'); delta in points vs the full model."""
 
     switched_off: str
+    mode: str
     stages: list[int]
     blocks: int
     top1: float
@@ -32,22 +45,37 @@ class AblationRow:
 
 
 def ablate_stages(
-    model: nn.Module, stages: dict[str, int], batches: Batches, num_classes: int, device: str | torch.device = "cpu"
+    model: nn.Module,
+    stages: dict[str, int],
+    batches: Batches,
+    num_classes: int,
+    device: str | torch.device = "cpu",
+    modes: Sequence[str] = MODES,
 ) -> list[AblationRow]:
-    """Evaluate the full model, then with each stage's attention switched off, then with all of it switched off
-    (see ``attention_switched_off`` for what that means per module kind). ``batches()`` gives a fresh pass
-    over the evaluation data each time."""
+    """Evaluate the full model, then, for each mode, with each stage's attention switched off and with all of it
+    switched off. ``batches()`` gives a fresh pass over the evaluation data each time (the ``mean`` mode's gate
+    averages come from one more pass)."""
+    bad = [m for m in modes if m not in MODES]
+    if bad or not modes:
+        raise ValueError(f"ablation modes must be among {', '.join(MODES)}, got {list(modes)}")
     device = torch.device(device)
-    settings = [("none", [])] + [(f"stage {s}", [s]) for s in sorted(set(stages.values()))]
-    settings.append(("all", sorted(set(stages.values()))))
-    rows = []
-    for label, off in settings:
-        paths = [p for p, s in stages.items() if s in off]
-        with attention_switched_off(model, paths):
-            result = evaluate(model, batches(), num_classes, device)
-        rows.append(AblationRow(label, off, len(paths), result.top1, result.top5, result.loss))
-    for row in rows:
-        row.delta_top1 = 100 * (row.top1 - rows[0].top1)
+    stage_ids = sorted(set(stages.values()))
+    means = mean_gate_outputs(model, list(stages), batches(), device) if "mean" in modes else {}
+
+    def switched_off(mode: str, paths: list[str]) -> AbstractContextManager:
+        if mode == "identity":
+            return attention_switched_off(model, paths)
+        return gates_fixed(model, {path: means[path] for path in paths})
+
+    full = evaluate(model, batches(), num_classes, device)
+    rows = [AblationRow("none", "-", [], 0, full.top1, full.top5, full.loss)]
+    for mode in modes:
+        for label, off in [*((f"stage {s}", [s]) for s in stage_ids), ("all", stage_ids)]:
+            paths = [p for p, s in stages.items() if s in off]
+            with switched_off(mode, paths):
+                result = evaluate(model, batches(), num_classes, device)
+            rows.append(AblationRow(label, mode, off, len(paths), result.top1, result.top5, result.loss,
+                                    100 * (result.top1 - full.top1)))
     return rows
 
 
@@ -55,11 +83,13 @@ def ablation_markdown(rows: list[AblationRow], title: str = "") -> str:
     """The rows as a Markdown table (accuracies in %, delta in points vs the full model)."""
     lines = [f"### {title}", ""] if title else []
     lines += [
-        "| attention switched off | blocks | top-1 (%) | delta top-1 (points) | top-5 (%) | loss |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| attention switched off | replaced by | blocks | top-1 (%) | delta top-1 (points) | top-5 (%) | loss |",
+        "|---|---|---:|---:|---:|---:|---:|",
     ]
+    replaced = {"-": "-", "identity": "identity (gate = 1)", "mean": "mean gate"}
     lines += [
-        f"| {r.switched_off} | {r.blocks} | {100 * r.top1:.2f} | {r.delta_top1:+.2f} | {100 * r.top5:.2f} | {r.loss:.4f} |"
+        f"| {r.switched_off} | {replaced[r.mode]} | {r.blocks} | {100 * r.top1:.2f} | {r.delta_top1:+.2f} | "
+        f"{100 * r.top5:.2f} | {r.loss:.4f} |"
         for r in rows
     ]
     return "\n".join(lines) + "\n"

@@ -93,20 +93,18 @@ def excitation_statistics(
                 if counts[label] < images_per_class:
                     keep[i] = True
                     counts[label] += 1
-            if not keep.any():
-                if (counts >= images_per_class).all():
-                    break
-                continue
-            labels = labels[keep]
-            model(images[keep.to(images.device)].to(device))
-            for path in blocks:
-                values = torch.cat(records[path], dim=1).double().cpu()  # (n, F)
-                records[path].clear()
-                if path not in sums:
-                    sums[path] = torch.zeros(num_classes, values.shape[1], dtype=torch.float64)
-                    squares[path] = torch.zeros_like(sums[path])
-                sums[path].index_add_(0, labels, values)
-                squares[path].index_add_(0, labels, values.square())
+            if keep.any():
+                model(images[keep.to(images.device)].to(device))
+                for path in blocks:
+                    values = torch.cat(records[path], dim=1).double().cpu()  # (n, F)
+                    records[path].clear()
+                    if path not in sums:
+                        sums[path] = torch.zeros(num_classes, values.shape[1], dtype=torch.float64)
+                        squares[path] = torch.zeros_like(sums[path])
+                    sums[path].index_add_(0, labels[keep], values)
+                    squares[path].index_add_(0, labels[keep], values.square())
+            if (counts >= images_per_class).all():
+                break
     if counts.sum() == 0:
         raise ValueError("no images to analyse: the data gave no batches")
     results = []

@@ -7,7 +7,7 @@ attention in one stage at a time), so they follow whatever the backbone calls a 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 
 import torch
@@ -82,7 +82,9 @@ def record_gates(model: nn.Module, paths: Sequence[str]) -> Iterator[dict[str, l
     (a module whose gate runs k times per pass appends k tensors per pass)."""
     records: dict[str, list[torch.Tensor]] = {path: [] for path in paths}
     handles = [
-        gate_of(model, path).register_forward_hook(lambda _m, _i, out, path=path: records[path].append(gate_values(out)))
+        gate_of(model, path).register_forward_hook(
+            lambda _m, _i, out, path=path: records[path].append(gate_values(out))
+        )
         for path in paths
     ]
     try:
@@ -121,4 +123,57 @@ def attention_switched_off(model: nn.Module, paths: Sequence[str]) -> Iterator[n
                 parent = model.get_submodule(parent_path)
                 setattr(parent, name, nn.Identity())
                 stack.callback(setattr, parent, name, module)
+        yield model
+
+
+@torch.no_grad()
+def mean_gate_outputs(
+    model: nn.Module, paths: Sequence[str], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    device: str | torch.device = "cpu",
+) -> dict[str, list[torch.Tensor]]:
+    """Per path, the gate's output averaged over all images of ``batches``: one tensor of one image's gate shape
+    (e.g. (C, 1, 1)) per gate call of a forward pass."""
+    sums: dict[str, list[torch.Tensor]] = {path: [] for path in paths}
+    calls = dict.fromkeys(paths, 0)
+
+    def accumulate(path: str, output: torch.Tensor) -> None:
+        total = output.detach().float().sum(0)
+        if calls[path] < len(sums[path]):
+            sums[path][calls[path]] += total
+        else:
+            sums[path].append(total)
+        calls[path] += 1
+
+    handles = [gate_of(model, path).register_forward_hook(lambda _m, _i, out, path=path: accumulate(path, out))
+               for path in paths]
+    count = 0
+    try:
+        model.eval()
+        for images, _ in batches:
+            calls.update(dict.fromkeys(paths, 0))
+            model(images.to(device))
+            count += len(images)
+    finally:
+        for handle in handles:
+            handle.remove()
+    if count == 0:
+        raise ValueError("no images to average the gates over: the data gave no batches")
+    return {path: [total / count for total in totals] for path, totals in sums.items()}
+
+
+@contextmanager
+def gates_fixed(model: nn.Module, values: dict[str, list[torch.Tensor]]) -> Iterator[nn.Module]:
+    """Within the block, the gate at each path outputs ``values[path]`` (broadcast over the batch) instead of
+    its input-dependent value; a gate run k times per pass gets its k values in turn."""
+    calls = dict.fromkeys(values, 0)
+
+    def fixed(path: str, output: torch.Tensor) -> torch.Tensor:
+        value = values[path][calls[path] % len(values[path])]
+        calls[path] += 1
+        return value.to(output.dtype).expand_as(output)
+
+    with ExitStack() as stack:
+        for path in values:
+            handle = gate_of(model, path).register_forward_hook(lambda _m, _i, out, path=path: fixed(path, out))
+            stack.callback(handle.remove)
         yield model

@@ -65,7 +65,8 @@ def _adaptive_label(adaptive_k: Sequence[int]) -> str:
 def sweep_markdown(rows: Sequence[dict], adaptive_k: Sequence[int], title: str = "") -> str:
     """The rows as a Markdown table (last-epoch val top-1 in %, mean +- sample std over seeds, each seed)."""
     lines = [f"### {title}", ""] if title else []
-    lines += ["| kernel size | seeds | val top-1 (%) | delta vs adaptive (points) | per seed |", "|---|---:|---:|---:|---|"]
+    lines += ["| kernel size | seeds | val top-1 (%) | delta vs adaptive (points) | per seed |",
+              "|---|---:|---:|---:|---|"]
     adaptive = next(100 * r["val_acc"]["mean"] for r in rows if r["k"] is None)
     for row in rows:
         stats = row["val_acc"]

@@ -39,4 +39,7 @@ class CBAM(nn.Module):
         check_input(x, self.channels)
         x = x * self.gate(self.mlp(global_avg_pool(x)) + self.mlp(global_max_pool(x)))
         pooled = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), dim=1)
-        return x * self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
+        spatial = self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
+        # x is now this module's own intermediate, so without autograd it can take the spatial gate in place
+        # (one (N, C, H, W) allocation and memory pass less at inference; training needs x for backward)
+        return x * spatial if torch.is_grad_enabled() else x.mul_(spatial)

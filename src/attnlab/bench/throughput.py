@@ -32,8 +32,9 @@ class BenchResult:
     the median wall time of one inference batch. ``saved_activation_mb`` is what autograd keeps for backward in
     one training forward (activations and the input batch, parameters excluded); ``peak_*_mb`` (CUDA only, None
     on CPU) is the peak allocated memory during one step minus what was allocated before it (weights,
-    gradients and optimiser state of all resident models are thereby excluded). Ratios are to the first model
-    of the run; ``timm`` holds the same measurements of the equal timm architecture (``--vs-timm``)."""
+    gradients and optimiser state of all resident models are thereby excluded). ``*_cpu_ms`` (CPU only) is
+    the median process CPU time of a batch. Ratios are to the first model of the run (``infer_cpu_ratio`` from
+    the CPU times); ``timm`` holds the same measurements of the equal timm architecture (``--vs-timm``)."""
 
     model: str
     params: int
@@ -47,8 +48,11 @@ class BenchResult:
     saved_activation_mb: float | None
     peak_infer_mb: float | None
     peak_train_mb: float | None
+    infer_cpu_ms: float | None = None
+    train_cpu_ms: float | None = None
     infer_ratio: float = 1.0
     train_ratio: float | None = None
+    infer_cpu_ratio: float | None = None
     infer_times_ms: list[float] = field(default_factory=list)
     train_times_ms: list[float] = field(default_factory=list)
     timm: BenchResult | None = None
@@ -63,6 +67,12 @@ class BenchResult:
         return None if self.timm is None else self.infer_images_per_s / self.timm.infer_images_per_s
 
     @property
+    def vs_timm_infer_cpu(self) -> float | None:
+        if self.timm is None or self.infer_cpu_ms is None:
+            return None
+        return self.timm.infer_cpu_ms / self.infer_cpu_ms
+
+    @property
     def vs_timm_train(self) -> float | None:
         if self.timm is None or self.train_images_per_s is None:
             return None
@@ -73,7 +83,7 @@ class BenchResult:
         out["input_size"] = list(self.input_size)
         out["timm"] = self.timm.to_dict() if self.timm is not None else None
         out.update(params_match_timm=self.params_match_timm, vs_timm_infer=self.vs_timm_infer,
-                   vs_timm_train=self.vs_timm_train)
+                   vs_timm_infer_cpu=self.vs_timm_infer_cpu, vs_timm_train=self.vs_timm_train)
         return out
 
 
@@ -84,8 +94,11 @@ def resolve_bench_device(device: str | torch.device) -> torch.device:
     return device
 
 
-def time_call(fn: Callable[[], object], iters: int, device: torch.device) -> float:
-    """Seconds per call of ``fn``, averaged over ``iters`` back-to-back calls (CUDA events on GPU)."""
+def time_call(fn: Callable[[], object], iters: int, device: torch.device) -> tuple[float, float | None]:
+    """(wall seconds, process CPU seconds) per call of ``fn``, averaged over ``iters`` back-to-back calls.
+    On GPU the wall time comes from CUDA events and the CPU time is None. On a CPU shared with other
+    processes the CPU time (all threads of this process) is the steadier figure: waiting for a core is not
+    counted in it."""
     if device.type == "cuda":
         start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
         start.record()
@@ -93,11 +106,11 @@ def time_call(fn: Callable[[], object], iters: int, device: torch.device) -> flo
             fn()
         end.record()
         end.synchronize()
-        return start.elapsed_time(end) / 1000 / iters
-    start_s = time.perf_counter()
+        return start.elapsed_time(end) / 1000 / iters, None
+    start_s, start_cpu = time.perf_counter(), time.process_time()
     for _ in range(iters):
         fn()
-    return (time.perf_counter() - start_s) / iters
+    return (time.perf_counter() - start_s) / iters, (time.process_time() - start_cpu) / iters
 
 
 def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
@@ -143,8 +156,8 @@ class _Subject:
         self.images = torch.randn(batch_size, *input_size, generator=generator).to(device, memory_format=memory_format)
         self.labels = torch.randint(0, num_classes, (batch_size,), generator=generator).to(device)
         self.device, self.amp_dtype = device, amp_dtype
-        self.infer_s: list[float] = []
-        self.train_s: list[float] = []
+        self.infer_s: list[tuple[float, float | None]] = []
+        self.train_s: list[tuple[float, float | None]] = []
         self.peak_infer_mb = self.peak_train_mb = self.saved_activation_mb = None
 
     def autocast(self):
@@ -273,14 +286,20 @@ def benchmark(
         results.append(result)
     for result in results:
         result.infer_ratio = result.infer_images_per_s / results[0].infer_images_per_s
+        if result.infer_cpu_ms is not None:
+            result.infer_cpu_ratio = results[0].infer_cpu_ms / result.infer_cpu_ms
         if train:
             result.train_ratio = result.train_images_per_s / results[0].train_images_per_s
     return results
 
 
+def _median_ms(values: list[float | None]) -> float | None:
+    return None if not values or values[0] is None else 1000 * statistics.median(values)
+
+
 def _result(subject: _Subject, batch_size: int) -> BenchResult:
-    infer_s = statistics.median(subject.infer_s)
-    train_s = statistics.median(subject.train_s) if subject.train_s else None
+    infer_s = statistics.median(wall for wall, _ in subject.infer_s)
+    train_s = statistics.median(wall for wall, _ in subject.train_s) if subject.train_s else None
     return BenchResult(
         model=subject.name,
         params=subject.params,
@@ -294,8 +313,10 @@ def _result(subject: _Subject, batch_size: int) -> BenchResult:
         saved_activation_mb=subject.saved_activation_mb,
         peak_infer_mb=subject.peak_infer_mb,
         peak_train_mb=subject.peak_train_mb,
-        infer_times_ms=[s * 1000 for s in subject.infer_s],
-        train_times_ms=[s * 1000 for s in subject.train_s],
+        infer_cpu_ms=_median_ms([cpu for _, cpu in subject.infer_s]),
+        train_cpu_ms=_median_ms([cpu for _, cpu in subject.train_s]),
+        infer_times_ms=[wall * 1000 for wall, _ in subject.infer_s],
+        train_times_ms=[wall * 1000 for wall, _ in subject.train_s],
     )
 
 
@@ -333,26 +354,39 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
+def _table(head: list[str], rows: list[list[str]]) -> list[str]:
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in rows]
+
+
 def results_markdown(results: Sequence[BenchResult]) -> str:
-    """A Markdown table of ``results`` (one row per model; timm columns when a run had ``vs_timm``)."""
-    with_timm = any(r.timm is not None or r.timm_note for r in results)
+    """Markdown tables of ``results``: one row per model, then (for a ``vs_timm`` run) the timm comparison."""
     on_cuda = any(r.peak_infer_mb is not None for r in results)
+    on_cpu = any(r.infer_cpu_ms is not None for r in results)
     head = ["model", "params (M)", "GFLOPs", "infer img/s", "latency ms", "infer ratio", "train img/s",
             "train ratio", "saved act. MB"]
     head += ["peak infer MB", "peak train MB"] if on_cuda else []
-    head += ["timm params (M)", "params equal", "timm infer img/s", "vs timm infer", "timm train img/s",
-             "vs timm train"] if with_timm else []
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    head += ["infer CPU ms", "CPU-time ratio", "train CPU ms"] if on_cpu else []
+    rows = []
     for r in results:
-        row = [r.model, f"{r.params / 1e6:.3f}", f"{r.flops / 1e9:.3f}", f"{r.infer_images_per_s:.1f}",
-               f"{r.infer_latency_ms:.1f}", f"{r.infer_ratio:.3f}", _fmt(r.train_images_per_s, ".1f"),
+        row = [r.model, f"{r.params / 1e6:.3f}", f"{r.flops / 1e9:.3f}", f"{r.infer_images_per_s:.2f}",
+               f"{r.infer_latency_ms:.1f}", f"{r.infer_ratio:.3f}", _fmt(r.train_images_per_s, ".2f"),
                _fmt(r.train_ratio, ".3f"), _fmt(r.saved_activation_mb, ".1f")]
         row += [_fmt(r.peak_infer_mb, ".1f"), _fmt(r.peak_train_mb, ".1f")] if on_cuda else []
-        if with_timm:
+        row += [_fmt(r.infer_cpu_ms, ".0f"), _fmt(r.infer_cpu_ratio, ".3f"), _fmt(r.train_cpu_ms, ".0f")] if on_cpu else []
+        rows.append(row)
+    lines = _table(head, rows)
+    if any(r.timm is not None or r.timm_note for r in results):
+        head = ["model", "timm params (M)", "params equal", "timm infer img/s", "attnlab/timm infer",
+                "timm train img/s", "attnlab/timm train"] + (["attnlab/timm infer (CPU time)"] if on_cpu else [])
+        rows = []
+        for r in results:
             t = r.timm
-            row += ["-", "-", "-", "-", "-", "-"] if t is None else [
-                f"{t.params / 1e6:.3f}", "yes" if r.params_match_timm else "NO", f"{t.infer_images_per_s:.1f}",
-                _fmt(r.vs_timm_infer, ".3f"), _fmt(t.train_images_per_s, ".1f"), _fmt(r.vs_timm_train, ".3f")]
-        lines.append("| " + " | ".join(row) + " |")
-    notes = [f"- {r.model}: {r.timm_note}" for r in results if r.timm_note]
-    return "\n".join(lines + ([""] + notes if notes else []))
+            if t is None:
+                rows.append([r.model] + ["-"] * (len(head) - 1))
+                continue
+            rows.append([r.model, f"{t.params / 1e6:.3f}", "yes" if r.params_match_timm else "NO",
+                         f"{t.infer_images_per_s:.2f}", _fmt(r.vs_timm_infer, ".3f"),
+                         _fmt(t.train_images_per_s, ".2f"), _fmt(r.vs_timm_train, ".3f")]
+                        + ([_fmt(r.vs_timm_infer_cpu, ".3f")] if on_cpu else []))
+        lines += ["", *_table(head, rows), "", *(f"- {r.model}: {r.timm_note}" for r in results if r.timm_note)]
+    return "\n".join(lines)

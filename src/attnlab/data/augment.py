@@ -70,9 +70,9 @@ def random_resized_crop(
     images: torch.Tensor, size: int, scale: tuple[float, float], generator: torch.Generator, hflip: bool,
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> torch.Tensor:
-    """torchvision's RandomResizedCrop (+ RandomHorizontalFlip when ``hflip``) per sample: a crop of area ``scale`` x the image and
-    aspect ratio in ``ratio`` (log-uniform), resized to ``size``. Crops that would not fit are clamped to the
-    image side (torchvision retries, then falls back to a central crop)."""
+    """torchvision's RandomResizedCrop (+ RandomHorizontalFlip when ``hflip``) per sample: a crop of area
+    ``scale`` x the image's and aspect ratio in ``ratio`` (log-uniform), resized to ``size``. Crops that would not
+    fit are clamped to the image side (torchvision retries, then falls back to a central crop)."""
     n = len(images)
     area = uniform(n, *scale, generator)
     log_ratio = uniform(n, math.log(ratio[0]), math.log(ratio[1]), generator)
@@ -212,7 +212,8 @@ class Preprocess:
 
     def train(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """uint8 (N, 3, cache_size, cache_size) -> augmented, normalised float (N, 3, img_size, img_size)."""
-        return self.normalize(AUGMENTS[self.augment].train(images.float() / 255, self.img_size, generator, self.hflip))
+        augment = AUGMENTS[self.augment].train
+        return self.normalize(augment(images.float() / 255, self.img_size, generator, self.hflip))
 
     def eval(self, images: torch.Tensor) -> torch.Tensor:
         """uint8 (N, 3, cache_size, cache_size) -> normalised float (N, 3, img_size, img_size), no randomness."""

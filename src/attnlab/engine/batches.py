@@ -9,9 +9,11 @@ from attnlab.engine.config import TrainConfig
 
 
 def splits_for(config: TrainConfig) -> Splits:
-    """The config's data, listed and checked (images are decoded on first use)."""
+    """The config's data, listed and checked (images are decoded on first use); ``train``/``val`` trees replace
+    ``data``."""
+    data = None if config.train or config.val else config.data
     return load_splits(
-        config.data, train=config.train, val=config.val, size=config.cache_size or config.img_size,
+        data, train=config.train, val=config.val, size=config.cache_size or config.img_size,
         fit=AUGMENTS[config.augment].fit, strict=config.strict, cache_dir=config.cache_dir, workers=config.workers,
     )
 
@@ -42,9 +44,13 @@ def eval_batches_for(
     metadata: dict, *, data: str | None, val: str | None, batch_size: int, workers: int = 0,
     device: torch.device | str = "cpu",
 ) -> Batches:
-    """Validation batches of ``data`` (its val/test split) or of the tree ``val``, prepared as the checkpoint with
-    ``metadata`` was evaluated during training; raises ValueError if the classes differ from the checkpoint's."""
+    """Validation batches of ``data`` (its val/test split) or of the tree ``val`` (neither: the validation data of
+    the run), prepared as the checkpoint with ``metadata`` was evaluated during training; raises ValueError if the
+    classes differ from the checkpoint's."""
     preprocess = Preprocess.from_dict(metadata["preprocess"])
+    if not data and not val:
+        trained_on = metadata.get("config", {})
+        data, val = (None, trained_on["val"]) if trained_on.get("val") else (trained_on.get("data"), None)
     if not data and not val:
         raise ValueError("say what to evaluate on: --data (digits, a folder with val/ or test/, CIFAR batches) "
                          "or --val DIR")

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
+import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,12 +23,12 @@ METADATA_KEY = "attnlab"
 TREE_KEY = "attnlab_tree"
 
 
-def atomic_write(path: str | Path, write: callable) -> Path:
-    """Call ``write(tmp_path)`` then move ``tmp_path`` onto ``path``: readers see the old file or the new one."""
+def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
+    """Call ``write(tmp_path)`` then move ``tmp_path`` onto ``path``: readers see the old file or the new one,
+    also after a crash or ``kill -9`` (the temporary file is a hidden sibling, created with the usual umask)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
     try:
         write(tmp)
         with open(tmp, "rb") as f:

@@ -41,7 +41,8 @@ def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path) -> P
         for i in range(n):
             for j in range(n):
                 value = confusion[i, j].item()
-                ax.text(j, i, value, ha="center", va="center", fontsize=6, color="white" if value > peak / 2 else "black")
+                color = "white" if value > peak / 2 else "black"
+                ax.text(j, i, value, ha="center", va="center", fontsize=6, color=color)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -11,7 +11,8 @@ from attnlab.engine.config import TrainConfig
 
 
 def build_optimizer(model: nn.Module, config: TrainConfig) -> torch.optim.Optimizer:
-    """SGD (momentum, optional Nesterov) or Adam/AdamW; weight decay skips BN/bias parameters only for SGD."""
+    """SGD (momentum, optional Nesterov) or Adam/AdamW, with weight decay on every parameter as in the seeds'
+    and the papers' reference code."""
     params = [p for p in model.parameters() if p.requires_grad]
     if config.optimizer == "sgd":
         return torch.optim.SGD(

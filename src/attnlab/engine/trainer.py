@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import random
 import sys
 import time
@@ -62,6 +63,8 @@ def epoch_seed(seed: int, epoch: int) -> int:
 
 def set_deterministic(enabled: bool) -> None:
     """Deterministic kernels (warning about ops that have none) and no cuDNN autotuning."""
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.benchmark = not enabled
 
@@ -328,6 +331,9 @@ class Trainer:
             self.ema.load_state_dict(state["ema"])
         self.history, self.best_acc = list(state["history"]), state["best_acc"]
         self.start_epoch = metadata["epoch"]
+        if is_main_process():
+            for stale in self.run_dir.glob(".*.tmp"):  # left by a write that was killed
+                stale.unlink()
         log(f"resuming {self.run_dir} after epoch {self.start_epoch}/{self.config.epochs}")
         return self
 

@@ -5,14 +5,11 @@ from torch import nn
 from attnlab.attention.eca import eca_kernel_size
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models.alexnet import AlexNet
+from model_helpers import num_params
 
 # (in, out, kernel) of the five convs and the seed experiment's fixed ECA kernels
 CONVS = [(3, 48, 11), (48, 128, 5), (128, 192, 3), (192, 192, 3), (192, 128, 3)]
 SEED_ECA_K = [3, 3, 5, 5, 3]
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def expected_alexnet_params(num_classes: int) -> int:

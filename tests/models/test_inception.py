@@ -6,25 +6,12 @@ from torch import nn
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models import inception as inception_module
 from attnlab.models.inception import INCEPTION_BLOCKS, InceptionOutputs
+from model_helpers import num_params, meta_params, se_params
 
 BLOCK_NAMES = [name for name, _, _ in INCEPTION_BLOCKS]
 # output channels of the 11 Inception blocks of torchvision's Inception-v3, on the 35x35, 17x17 and 8x8 grids
 BLOCK_CHANNELS = [256, 288, 288] + [768] * 5 + [1280, 2048, 2048]
 SMALL_INPUT = (2, 3, 75, 75)  # the smallest input Inception-v3 takes
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def meta_params(name: str, **kwargs) -> int:
-    with torch.device("meta"):
-        return num_params(create_model(name, **kwargs))
-
-
-def se_params(channels: int, reduction: int = 16) -> int:
-    hidden = channels // reduction
-    return 2 * channels * hidden + hidden + channels  # two biased 1x1 convs
 
 
 def torchvision_inception(aux_logits: bool = False) -> nn.Module:

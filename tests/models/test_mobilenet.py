@@ -6,25 +6,12 @@ from torch import nn
 from attnlab.attention.eca import eca_kernel_size
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models.mobilenet import InvertedResidual, MobileNetV2, make_divisible
+from model_helpers import num_params, meta_params, se_params
 
 MOBILENET_V2_PARAMS = 3_504_872  # torchvision's published count, 1000 classes
 # the paper's Table 2: (output channels, blocks) of the seven bottleneck stages
 STAGES = [(16, 1), (24, 2), (32, 3), (64, 4), (96, 3), (160, 3), (320, 1)]
 BLOCK_CHANNELS = [c for c, blocks in STAGES for _ in range(blocks)]
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def meta_params(name: str, **kwargs) -> int:
-    with torch.device("meta"):
-        return num_params(create_model(name, **kwargs))
-
-
-def se_params(channels: int, reduction: int) -> int:
-    hidden = channels // reduction
-    return 2 * channels * hidden + hidden + channels  # two biased 1x1 convs
 
 
 def official_eca_k(channels: int) -> int:

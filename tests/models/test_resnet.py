@@ -8,20 +8,7 @@ from attnlab.attention import attention_kind, get_attention_info
 from attnlab.attention.eca import eca_kernel_size
 from attnlab.models import attention_layers, create_model
 from attnlab.models.resnet import BasicBlock, Bottleneck, ResNet
-
-
-def num_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def meta_params(name: str, **kwargs) -> int:
-    with torch.device("meta"):
-        return num_params(create_model(name, **kwargs))
-
-
-def se_params(channels: int, reduction: int = 16) -> int:
-    hidden = channels // reduction
-    return 2 * channels * hidden + hidden + channels  # two biased 1x1 convs
+from model_helpers import num_params, meta_params, se_params
 
 
 # ResNet-50 stages: (blocks, output channels)

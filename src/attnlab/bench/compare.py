@@ -263,16 +263,18 @@ def report_markdown(report: dict) -> str:
     return "\n".join(lines)
 
 
-def _band(ax, histories: list[list[dict]], key: str, label: str) -> None:
-    """Mean over seeds of ``key`` per epoch, with a mean ± std band."""
+def _band(ax, histories: list[list[dict]], key: str, label: str, scale: float = 1.0) -> None:
+    """Mean over seeds of ``scale * key`` per epoch, with a mean ± std band; whole epochs on the x axis."""
     import numpy as np
+    from matplotlib.ticker import MaxNLocator
 
     epochs = min(len(h) for h in histories)
-    values = np.array([[row[key] for row in h[:epochs]] for h in histories], dtype=float)
+    values = scale * np.array([[row[key] for row in h[:epochs]] for h in histories], dtype=float)
     x = np.arange(1, epochs + 1)
     mean, std = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else np.zeros(epochs)
     (line,) = ax.plot(x, mean, label=label, marker="o" if epochs == 1 else None)
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
 
 
 def write_plots(report: dict, out: Path) -> None:
@@ -284,8 +286,8 @@ def write_plots(report: dict, out: Path) -> None:
     rows = report["models"]
     fig, ax = plt.subplots(figsize=(6, 4))
     for row in rows:
-        _band(ax, row["histories"], "val_acc", row["label"])
-    ax.set(xlabel="epoch", ylabel="val top-1", title="validation accuracy (mean ± std over seeds)")
+        _band(ax, row["histories"], "val_acc", row["label"], scale=100)
+    ax.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -309,6 +311,7 @@ def write_plots(report: dict, out: Path) -> None:
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=row["label"])
         ax.annotate(row["label"], (x, y), textcoords="offset points", xytext=(5, 5), fontsize=8)
     ax.set(xlabel="parameters (M)", ylabel="val top-1 (%)", title="accuracy vs parameters")
+    ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out / PLOTS["accuracy_vs_params"], dpi=100)

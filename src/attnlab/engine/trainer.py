@@ -28,7 +28,12 @@ from attnlab.engine.batches import preprocess_for, splits_for, train_val_batches
 from attnlab.engine.checkpoint import atomic_write_text, load_state, save_state, save_weights
 from attnlab.engine.config import TrainConfig
 from attnlab.engine.distributed import (
-    broadcast_buffers, close_distributed, init_distributed, is_main_process, reduce_sums, resolve_device,
+    broadcast_buffers,
+    close_distributed,
+    init_distributed,
+    is_main_process,
+    reduce_sums,
+    resolve_device,
 )
 from attnlab.engine.evaluate import EvalResult, autocast, evaluate
 from attnlab.engine.schedule import build_optimizer, build_scheduler

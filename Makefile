@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 install: $(STAMP)
 
-# ResNet-20 vs SE- vs ECA-ResNet-20 on the embedded digits (about 2 minutes on 2 CPU cores); runs in runs/demo.
+# ResNet-20 vs SE- vs ECA-ResNet-20 on the embedded digits (about a minute on 2 CPU cores); runs in runs/demo.
 demo: $(STAMP)
 	$(BIN)/attnlab demo
 

@@ -13,6 +13,7 @@ the timings) unless ``--force`` is given.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import shlex
 import subprocess
@@ -94,6 +95,7 @@ def main() -> int:
     parser.add_argument("--max-load", type=float, default=1.5)
     parser.add_argument("--force", action="store_true", help="measure even when the machine is busy")
     parser.add_argument("--out", default="benchmarks/results/overhead_cpu.md")
+    parser.add_argument("--json", help="also write every result (with each round's times) as JSON")
     args = parser.parse_args()
 
     load_before = os.getloadavg()[0]
@@ -139,6 +141,8 @@ def main() -> int:
         "",
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"environment": env, "results": [r.to_dict() for r in results]}, indent=2))
     Path(args.out).write_text("\n".join(text))
     print("\n".join(text))
     return 0

@@ -1,13 +1,16 @@
 """The attention contract, checked for every registered module."""
 
+import inspect
+
 import pytest
 import torch
 
-from attnlab.attention import attention_kind, create_attention, list_attentions
+from attnlab.attention import attention_class, attention_kind, create_attention, list_attentions
 
 CHANNELS = 64
 ALL = list_attentions()
 WITH_GATE = [name for name in ALL if name != "none"]
+INPLACE = [name for name in ALL if "inplace" in inspect.signature(attention_class(name)).parameters]
 
 
 def build(name: str, out_channels: int = CHANNELS, stride: int = 1) -> torch.nn.Module:
@@ -128,3 +131,26 @@ def test_bad_channels_raise_at_construction(name):
     args = (0, CHANNELS) if attention_kind(name) == "conv" else (0,)
     with pytest.raises(ValueError, match="channels"):
         create_attention(name, *args)
+
+
+def test_the_scaling_gates_offer_inplace():
+    assert {"se", "ese", "eca", "cbam", "fca", "ge", "gct", "srm", "simam", "coord"} <= set(INPLACE)
+
+
+@pytest.mark.parametrize("name", INPLACE)
+def test_inplace_writes_into_the_input_only_without_autograd(name):
+    reference = create_attention(name, CHANNELS).eval()
+    module = create_attention(name, CHANNELS, inplace=True).eval()
+    module.load_state_dict(reference.state_dict())
+    x = torch.randn(2, CHANNELS, 5, 6)
+    with torch.no_grad():
+        want = reference(x)
+        scratch = x.clone()
+        got = module(scratch)
+    assert got.data_ptr() == scratch.data_ptr()
+    torch.testing.assert_close(got, want)
+
+    leaf = x.clone().requires_grad_()
+    module.train()(leaf).square().sum().backward()
+    torch.testing.assert_close(leaf.detach(), x, rtol=0, atol=0)
+    assert leaf.grad is not None and torch.isfinite(leaf.grad).all()

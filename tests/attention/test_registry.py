@@ -32,5 +32,5 @@ def test_top_level_api_and_classes():
 
 
 def test_unknown_keyword_names_the_accepted_ones():
-    with pytest.raises(ValueError, match=r"unexpected keyword argument 'ratio'; it takes \(channels, reduction, bias, act\)"):
+    with pytest.raises(ValueError, match=r"unexpected keyword argument 'ratio'; it takes \(channels, reduction, bias, act, inplace\)"):
         create_attention("se", 64, ratio=4)

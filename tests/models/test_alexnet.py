@@ -43,7 +43,8 @@ def test_gate_runs_once_after_the_conv_and_before_its_relu():
     stage = model.features[1]
     handles += [
         stage.conv.register_forward_hook(lambda m, i, o: seen.__setitem__("conv", o.clone())),
-        stage.attention.register_forward_hook(lambda m, i, o: seen.update(gate_in=i[0].clone(), gate_out=o.clone())),
+        stage.attention.register_forward_pre_hook(lambda m, i: seen.__setitem__("gate_in", i[0].clone())),
+        stage.attention.register_forward_hook(lambda m, i, o: seen.__setitem__("gate_out", o.clone())),
         stage.pool.register_forward_pre_hook(lambda m, i: seen.__setitem__("pool_in", i[0].clone())),
     ]
     with torch.no_grad():

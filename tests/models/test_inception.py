@@ -76,9 +76,8 @@ def test_se_gates_each_block_output_before_the_next_block(se_inception):
     seen = {}
     handles = [
         se_inception.Mixed_5c.register_forward_hook(lambda m, i, o: seen.__setitem__("block_out", o.clone())),
-        se_inception.attention["Mixed_5c"].register_forward_hook(
-            lambda m, i, o: seen.update(gate_in=i[0].clone(), gate_out=o.clone())
-        ),
+        se_inception.attention["Mixed_5c"].register_forward_pre_hook(lambda m, i: seen.__setitem__("gate_in", i[0].clone())),
+        se_inception.attention["Mixed_5c"].register_forward_hook(lambda m, i, o: seen.__setitem__("gate_out", o.clone())),
         se_inception.Mixed_5d.register_forward_pre_hook(lambda m, i: seen.__setitem__("next_in", i[0].clone())),
     ]
     with torch.no_grad():

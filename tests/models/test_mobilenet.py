@@ -96,7 +96,8 @@ def test_gate_runs_once_between_projection_bn_and_residual_add():
     assert isinstance(block, InvertedResidual) and block.use_res_connect
     seen = {}
     block.conv[-1].register_forward_hook(lambda m, i, o: seen.__setitem__("bn", o.clone()))
-    block.attention.register_forward_hook(lambda m, i, o: seen.update(att_in=i[0].clone(), att_out=o.clone()))
+    block.attention.register_forward_pre_hook(lambda m, i: seen.__setitem__("att_in", i[0].clone()))
+    block.attention.register_forward_hook(lambda m, i, o: seen.__setitem__("att_out", o.clone()))
     block.register_forward_hook(lambda m, i, o: seen.update(block_in=i[0].clone(), out=o.clone()))
     with torch.no_grad():
         model(x)

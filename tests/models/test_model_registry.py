@@ -68,3 +68,15 @@ def test_attention_factory_switches_stages():
     assert overridden.gate(64, 1).k_size == 5
     with pytest.raises(ValueError, match="one dict per stage"):
         AttentionFactory("eca", None, None, num_stages=2, stage_kwargs=[{}])
+
+
+@pytest.mark.parametrize("attention", ["se", "eca", "cbam"])
+def test_backbone_gates_scale_in_place_at_inference_only(attention):
+    model = create_model("resnet20", num_classes=10, attention=attention).eval()
+    assert all(m.inplace for m in model.modules() if hasattr(m, "attention_kind"))
+    reference = create_model("resnet20", num_classes=10, attention=attention, attention_kwargs={"inplace": False})
+    reference.load_state_dict(model.state_dict())
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), reference.eval()(x))
+    model.train()(x).sum().backward()  # autograd falls back to out-of-place products

@@ -78,7 +78,8 @@ def test_gate_sits_between_last_bn_and_the_addition():
     block = model.layer2[0]
     seen = {}
     block.bn3.register_forward_hook(lambda m, i, o: seen.__setitem__("bn3", o.clone()))
-    block.attention.register_forward_hook(lambda m, i, o: seen.update(att_in=i[0].clone(), att_out=o.clone()))
+    block.attention.register_forward_pre_hook(lambda m, i: seen.__setitem__("att_in", i[0].clone()))
+    block.attention.register_forward_hook(lambda m, i, o: seen.__setitem__("att_out", o.clone()))
     block.downsample.register_forward_hook(lambda m, i, o: seen.__setitem__("identity", o.clone()))
     block.register_forward_hook(lambda m, i, o: seen.__setitem__("out", o.clone()))
     with torch.no_grad():

@@ -25,6 +25,7 @@ from . import (  # noqa: F401  (importing a family registers its modules)
 )
 from ._registry import (
     AttentionInfo,
+    attention_class,
     attention_kind,
     create_attention,
     get_attention_info,
@@ -34,6 +35,7 @@ from ._registry import (
 
 __all__ = [
     "AttentionInfo",
+    "attention_class",
     "attention_kind",
     "create_attention",
     "get_attention_info",

@@ -63,6 +63,13 @@ def check_input(x: torch.Tensor, channels: int) -> None:
         )
 
 
+def apply_gate(x: torch.Tensor, gate: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+    """``x * gate`` (``gate`` broadcasts over ``x``). With ``inplace`` and autograd off (inference), the product is
+    written into ``x``, saving an (N, C, H, W) allocation and memory pass; the caller must not read ``x``
+    afterwards, as with ``nn.ReLU(inplace=True)``. Under autograd it always allocates: backward needs ``x``."""
+    return x.mul_(gate) if inplace and not torch.is_grad_enabled() else x * gate
+
+
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, 1, 1) mean; unlike AdaptiveAvgPool2d it exports cleanly to ONNX."""
     return x.mean((2, 3), keepdim=True)

@@ -74,13 +74,18 @@ def attention_kind(attention: str | type[nn.Module]) -> AttentionKind:
     return getattr(attention, "attention_kind", "gate")
 
 
+def attention_class(attention: str | type[nn.Module]) -> type[nn.Module]:
+    """The module class of a registry name (a class is returned as is)."""
+    return get_attention_info(attention).cls if isinstance(attention, str) else attention
+
+
 def create_attention(attention: str | type[nn.Module], *args, **kwargs) -> nn.Module:
     """Build an attention module from a registry name or class.
 
     Gate modules: ``create_attention(name, channels, **kw)``.
     Conv-replacement modules: ``create_attention(name, in_channels, out_channels, stride=1, **kw)``.
     """
-    cls = get_attention_info(attention).cls if isinstance(attention, str) else attention
+    cls = attention_class(attention)
     signature = inspect.signature(cls)
     try:
         signature.bind(*args, **kwargs)

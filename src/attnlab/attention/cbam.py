@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, global_avg_pool, global_max_pool, reduced_channels
+from ._common import apply_gate, check_input, global_avg_pool, global_max_pool, reduced_channels
 from ._registry import register_attention
 
 
@@ -19,15 +19,17 @@ class CBAM(nn.Module):
       output of ``gate``, (N, C, 1, 1);
     - spatial: ``Ms = sigmoid(BN(conv_kxk([max_c(x'); mean_c(x')])))`` on ``x' = x * Mc``; output of
       ``spatial_gate``, (N, 1, H, W). Channel order and the BN follow the official implementation.
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, reduction: float = 16, spatial_kernel: int = 7):
+    def __init__(self, channels: int, *, reduction: float = 16, spatial_kernel: int = 7, inplace: bool = False):
         super().__init__()
         if isinstance(spatial_kernel, bool) or not isinstance(spatial_kernel, int) or spatial_kernel < 1 or spatial_kernel % 2 == 0:
             raise ValueError(f"spatial_kernel must be an odd integer >= 1, got {spatial_kernel!r}")
         self.channels = channels
         self.reduction = reduction
         self.spatial_kernel = spatial_kernel
+        self.inplace = inplace
         hidden = reduced_channels(channels, reduction)
         self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
         self.gate = nn.Sigmoid()
@@ -37,9 +39,8 @@ class CBAM(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)
-        x = x * self.gate(self.mlp(global_avg_pool(x)) + self.mlp(global_max_pool(x)))
+        x = apply_gate(x, self.gate(self.mlp(global_avg_pool(x)) + self.mlp(global_max_pool(x))), self.inplace)
         pooled = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), dim=1)
         spatial = self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
-        # x is now this module's own intermediate, so without autograd it can take the spatial gate in place
-        # (one (N, C, H, W) allocation and memory pass less at inference; training needs x for backward)
-        return x * spatial if torch.is_grad_enabled() else x.mul_(spatial)
+        # x is now this module's own tensor, so the spatial gate may always go in place
+        return apply_gate(x, spatial, inplace=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, create_act, reduced_channels
+from ._common import apply_gate, check_input, check_positive_int, create_act, reduced_channels
 from ._registry import register_attention
 
 
@@ -18,13 +18,16 @@ class CoordinateAttention(nn.Module):
     with ``mid = max(min_hidden, C // reduction)`` (``self.hidden``); split back and map each part with its own
     biased 1x1 conv ``mid -> C`` and a sigmoid: ``y = x * a_h * a_w``. One ``gate`` Sigmoid is called twice, on
     the (N, C, H, 1) and the (N, C, 1, W) attention maps. Parameters: 3*C*mid + 3*mid + 2*C.
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
     def __init__(
-        self, channels: int, *, reduction: float = 32, min_hidden: int = 8, act: str | nn.Module = "hard_swish"
+        self, channels: int, *, reduction: float = 32, min_hidden: int = 8, act: str | nn.Module = "hard_swish",
+        inplace: bool = False,
     ):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
+        self.inplace = inplace
         self.min_hidden = check_positive_int("min_hidden", min_hidden)
         self.reduction = reduction
         self.hidden = max(reduced_channels(channels, reduction, min_channels=0), min_hidden)
@@ -44,7 +47,8 @@ class CoordinateAttention(nn.Module):
         y_h, y_w = y.split((h, w), dim=2)
         a_h = self.gate(self.conv_h(y_h))
         a_w = self.gate(self.conv_w(y_w.transpose(2, 3)))
-        return x * a_h * a_w
+        # the first product is this module's own tensor, so the second may always go in place
+        return apply_gate(apply_gate(x, a_h, self.inplace), a_w, inplace=True)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, hidden={self.hidden}"

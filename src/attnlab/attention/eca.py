@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, global_avg_pool
+from ._common import apply_gate, check_input, check_positive_int, global_avg_pool
 from ._registry import register_attention
 
 
@@ -25,10 +25,11 @@ class EfficientChannelAttention(nn.Module):
     Global average pooling, then a bias-free 1D convolution of kernel ``k`` across the channel axis (local
     cross-channel interaction without dimensionality reduction), then a sigmoid: ``y = x * sigmoid(conv1d_k(avgpool(x)))``.
     ``k_size=None`` picks ``k = eca_kernel_size(channels, gamma, b)``; the resolved value is ``self.k_size``.
-    Parameters: k. The gate output is (N, C, 1, 1).
+    Parameters: k. The gate output is (N, C, 1, 1). ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, k_size: int | None = None, gamma: float = 2, b: float = 1):
+    def __init__(self, channels: int, *, k_size: int | None = None, gamma: float = 2, b: float = 1,
+                 inplace: bool = False):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
         if k_size is None:
@@ -40,12 +41,13 @@ class EfficientChannelAttention(nn.Module):
         self.k_size = k_size
         self.conv = nn.Conv1d(1, 1, k_size, padding=(k_size - 1) // 2, bias=False)
         self.gate = nn.Sigmoid()
+        self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)
         n, c = x.shape[:2]
         y = self.conv(global_avg_pool(x).reshape(n, 1, c))
-        return x * self.gate(y.reshape(n, c, 1, 1))
+        return apply_gate(x, self.gate(y.reshape(n, c, 1, 1)), self.inplace)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k_size={self.k_size}"

@@ -8,7 +8,7 @@ import re
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, create_act, reduced_channels
+from ._common import apply_gate, check_input, check_positive_int, create_act, reduced_channels
 from ._registry import register_attention
 
 # (u, v) frequencies of the 7x7 DCT grid (u along H, v along W), in the order of the official code: 'top' and
@@ -66,11 +66,14 @@ class FrequencyChannelAttention(nn.Module):
     frequencies to ``u * (H // 7)``; other sizes get the same frequencies relative to the map (a fractional DCT
     frequency), where the official code would first adaptive-average-pool to its fixed DCT size. As in the
     official code the basis is not renormalised per size: the DC term is ``mean * sqrt(H * W)``.
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, freq_sel: str = "top16", reduction: float = 16, act: str | nn.Module = "relu"):
+    def __init__(self, channels: int, *, freq_sel: str = "top16", reduction: float = 16, act: str | nn.Module = "relu",
+                 inplace: bool = False):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
+        self.inplace = inplace
         frequencies = select_frequencies(freq_sel)
         if channels % len(frequencies):
             fitting = f"{freq_sel[:3]}{math.gcd(channels, len(frequencies))}"
@@ -102,7 +105,7 @@ class FrequencyChannelAttention(nn.Module):
         filters = self.dct_filters(h, w).to(x.dtype)
         groups = x.reshape(n, self.num_freq, c // self.num_freq, h, w)
         pooled = (groups * filters[None, :, None]).sum((3, 4)).reshape(n, c, 1, 1)
-        return x * self.gate(self.fc2(self.act(self.fc1(pooled))))
+        return apply_gate(x, self.gate(self.fc2(self.act(self.fc1(pooled)))), self.inplace)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, freq_sel={self.freq_sel!r}, hidden={self.hidden}"

@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import check_input, check_positive_int, create_act, global_avg_pool, reduced_channels
+from ._common import apply_gate, check_input, check_positive_int, create_act, global_avg_pool, reduced_channels
 from ._registry import register_attention
 
 
@@ -34,6 +34,7 @@ class GatherExcite(nn.Module):
     The default is the global GE-theta-minus, the one variant with neither parameters nor a fixed input size.
     Parameters: 0; GE-theta adds 11C per stride-2 conv (9C + 2C BN), or C*H*W + 2C when global; the MLP adds
     2*C*hidden + hidden + C. The gate output is (N, C, H, W), or (N, C, 1, 1) for the global extent.
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
     def __init__(
@@ -46,9 +47,11 @@ class GatherExcite(nn.Module):
         reduction: float = 16,
         act: str | nn.Module = "relu",
         feat_size: int | tuple[int, int] | None = None,
+        inplace: bool = False,
     ):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
+        self.inplace = inplace
         is_power_of_two = isinstance(extent, int) and extent >= 2 and not extent & (extent - 1)
         if isinstance(extent, bool) or not isinstance(extent, int) or not (extent == 0 or is_power_of_two):
             raise ValueError(f"extent must be 0 (global) or a power of 2 >= 2, got {extent!r}")
@@ -109,7 +112,7 @@ class GatherExcite(nn.Module):
         excite = self.mlp(self._gather(x))
         if self.extent:
             excite = F.interpolate(excite, size=x.shape[-2:], mode="nearest")
-        return x * self.gate(excite)
+        return apply_gate(x, self.gate(excite), self.inplace)
 
     def extra_repr(self) -> str:
         extent = self.extent or "global"

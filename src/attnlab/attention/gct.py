@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int
+from ._common import apply_gate, check_input, check_positive_int
 from ._registry import register_attention
 
 
@@ -27,11 +27,13 @@ class GatedChannelTransform(nn.Module):
 
     Parameters: 3C (alpha, gamma, beta, each stored (1, C, 1, 1) as in the official code, so its weights load).
     Initialised as the official code: alpha = 1, gamma = beta = 0, so a fresh GCT is the identity.
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, mode: str = "l2", eps: float = 1e-5):
+    def __init__(self, channels: int, *, mode: str = "l2", eps: float = 1e-5, inplace: bool = False):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
+        self.inplace = inplace
         if mode not in ("l2", "l1"):
             raise ValueError(f"mode must be 'l2' or 'l1', got {mode!r}")
         if not eps > 0:
@@ -50,7 +52,7 @@ class GatedChannelTransform(nn.Module):
         else:
             embedding = self.alpha * x.abs().sum((2, 3), keepdim=True)
             norm = embedding.abs().mean(1, keepdim=True) + self.eps
-        return x * self.gate(self.gamma * embedding / norm + self.beta)
+        return apply_gate(x, self.gate(self.gamma * embedding / norm + self.beta), self.inplace)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, mode={self.mode!r}, eps={self.eps}"

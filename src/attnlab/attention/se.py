@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, create_act, global_avg_pool, reduced_channels
+from ._common import apply_gate, check_input, check_positive_int, create_act, global_avg_pool, reduced_channels
 from ._registry import register_attention
 
 
@@ -15,9 +15,11 @@ class SqueezeExcite(nn.Module):
 
     ``y = x * sigmoid(W2 act(W1 avgpool(x)))`` with ``W1: C -> C // reduction`` and ``W2: C // reduction -> C``
     as 1x1 convs. ``act='swish'`` gives the EfficientNet variant. The gate output is (N, C, 1, 1).
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, reduction: float = 16, bias: bool = True, act: str | nn.Module = "relu"):
+    def __init__(self, channels: int, *, reduction: float = 16, bias: bool = True, act: str | nn.Module = "relu",
+                 inplace: bool = False):
         super().__init__()
         self.channels = channels
         self.reduction = reduction
@@ -26,10 +28,11 @@ class SqueezeExcite(nn.Module):
         self.act = create_act(act)
         self.fc2 = nn.Conv2d(self.hidden, channels, 1, bias=bias)
         self.gate = nn.Sigmoid()
+        self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)
-        return x * self.gate(self.fc2(self.act(self.fc1(global_avg_pool(x)))))
+        return apply_gate(x, self.gate(self.fc2(self.act(self.fc1(global_avg_pool(x))))), self.inplace)
 
 
 @register_attention("ese", paper="CenterMask: Real-Time Anchor-Free Instance Segmentation", year=2020)
@@ -38,14 +41,16 @@ class EffectiveSqueezeExcite(nn.Module):
 
     SE with one biased 1x1 conv ``C -> C`` (no bottleneck, so no channel information is lost) and a hard
     sigmoid: ``y = x * hsigmoid(W avgpool(x))``. Parameters: C*C + C. The gate output is (N, C, 1, 1).
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, gate: str = "hard_sigmoid"):
+    def __init__(self, channels: int, *, gate: str = "hard_sigmoid", inplace: bool = False):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
         self.fc = nn.Conv2d(channels, channels, 1)
         self.gate = create_act(gate)
+        self.inplace = inplace
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)
-        return x * self.gate(self.fc(global_avg_pool(x)))
+        return apply_gate(x, self.gate(self.fc(global_avg_pool(x))), self.inplace)

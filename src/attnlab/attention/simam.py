@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int
+from ._common import apply_gate, check_input, check_positive_int
 from ._registry import register_attention
 
 
@@ -23,11 +23,13 @@ class SimAM(nn.Module):
 
     With a single position (H = W = 1) ``n`` would be 0 and ``var`` 0/0; ``n`` is clamped to >= 1 there, so the
     lone neuron gets ``1/e = 1/2`` and ``y = x * sigmoid(1/2)``. The gate output is (N, C, H, W).
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, e_lambda: float = 1e-4):
+    def __init__(self, channels: int, *, e_lambda: float = 1e-4, inplace: bool = False):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
+        self.inplace = inplace
         if not e_lambda > 0:
             raise ValueError(f"e_lambda must be > 0 (it keeps a constant channel's energy finite), got {e_lambda!r}")
         self.e_lambda = e_lambda
@@ -38,7 +40,7 @@ class SimAM(nn.Module):
         n = max(x.shape[2] * x.shape[3] - 1, 1)
         sq_dev = (x - x.mean((2, 3), keepdim=True)).square()
         inv_energy = sq_dev / (4 * (sq_dev.sum((2, 3), keepdim=True) / n + self.e_lambda)) + 0.5
-        return x * self.gate(inv_energy)
+        return apply_gate(x, self.gate(inv_energy), self.inplace)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, e_lambda={self.e_lambda}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, global_avg_pool
+from ._common import apply_gate, check_input, check_positive_int, global_avg_pool
 from ._registry import register_attention
 
 
@@ -20,11 +20,13 @@ class StyleRecalibration(nn.Module):
     The variance is the biased one of the paper's formula, so sigma is sqrt(eps) rather than NaN on a 1x1 map
     (the official code's unbiased ``var`` divides by HW - 1 = 0 there). ``cfc`` starts at zero as in the official
     code. Parameters: 2C (cfc) + 2C (BN). The gate output is (N, C, 1, 1).
+    ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, eps: float = 1e-5):
+    def __init__(self, channels: int, *, eps: float = 1e-5, inplace: bool = False):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
+        self.inplace = inplace
         if not eps > 0:
             raise ValueError(f"eps must be > 0 to keep the std differentiable on constant maps, got {eps!r}")
         self.eps = eps
@@ -38,7 +40,7 @@ class StyleRecalibration(nn.Module):
         std = (global_avg_pool((x - mean).square()) + self.eps).sqrt()
         weights = self.cfc.reshape(1, self.channels, 2, 1)
         z = mean * weights[:, :, 0:1] + std * weights[:, :, 1:2]
-        return x * self.gate(self.bn(z))
+        return apply_gate(x, self.gate(self.bn(z)), self.inplace)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, eps={self.eps}"

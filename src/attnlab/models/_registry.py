@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from torch import nn
 
 from attnlab.attention._common import check_positive_int
-from attnlab.attention._registry import attention_kind, create_attention, unknown_name_error
+from attnlab.attention._registry import attention_class, attention_kind, create_attention, unknown_name_error
 
 AttentionSpec = str | type[nn.Module] | None
 
@@ -125,6 +126,9 @@ class AttentionFactory:
             raise ValueError(f"stage_attention_kwargs needs one dict per stage ({num_stages}), got {len(stage_kwargs)}")
         self.stage_kwargs = tuple(stage_kwargs or ({},) * num_stages)
         self.kind = attention_kind(self.attention) if self.attention is not None else None
+        # Backbones hand each gate a fresh tensor that nothing else reads, so gates that can scale in place at
+        # inference do (one (N, C, H, W) allocation and memory pass less); attention_kwargs may still say no.
+        self.inplace = self.kind == "gate" and "inplace" in inspect.signature(attention_class(self.attention)).parameters
         if attention_stages is not None:
             bad = [s for s in attention_stages if not (isinstance(s, int) and 1 <= s <= num_stages)]
             if bad:
@@ -147,7 +151,8 @@ class AttentionFactory:
     def gate(self, channels: int, stage: int) -> nn.Module | None:
         if self.kind != "gate" or not self.active(stage):
             return None
-        return create_attention(self.attention, channels, **self.kwargs_for(stage))
+        kwargs = {"inplace": True, **self.kwargs_for(stage)} if self.inplace else self.kwargs_for(stage)
+        return create_attention(self.attention, channels, **kwargs)
 
     def conv(self, in_channels: int, out_channels: int, stride: int, stage: int) -> nn.Module | None:
         if self.kind != "conv" or not self.active(stage):

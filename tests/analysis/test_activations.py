@@ -47,7 +47,8 @@ def test_statistics_match_the_se_formula(tiny_batches):
     path = "layer3.2.attention"
     se = model.get_submodule(path)
     inputs = []
-    handle = se.register_forward_hook(lambda _m, args, _o: inputs.append(args[0].detach()))
+    # a pre-hook: at inference the backbone's gates scale their input in place
+    handle = se.register_forward_pre_hook(lambda _m, args: inputs.append(args[0].detach().clone()))
     (block,) = excitation_statistics(model, tiny_batches, NUM_CLASSES, [path], images_per_class=IMAGES_PER_CLASS)
     handle.remove()
     x = torch.cat(inputs)

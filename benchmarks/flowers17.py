@@ -3,6 +3,8 @@
 
     .venv/bin/python benchmarks/flowers17.py --preset full      # ResNet-50 family, 224 px, 100 epochs (GPU)
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/flowers17.py  # CPU-sized: ResNet-20 family, 32 px, 15 epochs
+    .venv/bin/python benchmarks/flowers17.py --preset cpu-resnet18 --results benchmarks/results/flowers17_resnet18.md
+                                                                 # ResNet-18 family, 64 px, 40 epochs (~1 h on CPU)
 
 Every run is a normal ``attnlab train`` run directory under --work (finished runs are reused, interrupted ones
 resumed, so the script can be re-run); decoded images are cached once in --work/cache. The accuracy of a run is
@@ -35,6 +37,8 @@ PRESETS = {
     "full": {"models": ["resnet50", "se_resnet50", "eca_resnet50"], "img_size": 224, "epochs": 100},
     # Small enough for 2 CPU cores: CIFAR ResNet-20 family at 32 px, about 80 s per run on one free core.
     "cpu": {"models": ["resnet20", "se_resnet20", "eca_resnet20"], "img_size": 32, "epochs": 15},
+    # The ImageNet ResNet-18 family at 64 px, about 8 s per epoch on 2 free cores.
+    "cpu-resnet18": {"models": ["resnet18", "se_resnet18", "eca_resnet18"], "img_size": 64, "epochs": 40},
 }
 
 

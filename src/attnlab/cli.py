@@ -90,6 +90,15 @@ def add_config_flags(parser: argparse.ArgumentParser) -> None:
                 parser.add_argument(flag, type=scalar, default=None, help=help_text)
 
 
+def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
+    """RUN_OR_CKPT and the data it is evaluated on, for eval and the analyses."""
+    parser.add_argument("run", metavar="RUN_OR_CKPT")
+    parser.add_argument("--data", help="data as for train (its test/val split is used; default: the run's)")
+    parser.add_argument("--val", help="a class-folder tree to use instead")
+    parser.add_argument("--batch-size", type=int, default=64)
+    parser.add_argument("--workers", type=int, default=0)
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     from attnlab.engine.config import TrainConfig, config_from_run, resolve_config
     from attnlab.engine.trainer import TrainingDiverged, train
@@ -307,11 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval", help="evaluate a trained run or checkpoint", description="Top-1/top-5, loss, per-class "
                        "accuracy, confusion matrix and inference throughput of a checkpoint.")
-    p.add_argument("run", metavar="RUN_OR_CKPT")
-    p.add_argument("--data", help="data as for train (its val/test split is evaluated; default: the run's)")
-    p.add_argument("--val", help="a class-folder tree to evaluate")
-    p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--workers", type=int, default=0)
+    add_evaluation_data_flags(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="where eval.json goes (default: the run directory)")
     p.set_defaults(func=cmd_eval)
@@ -352,11 +357,7 @@ def build_parser() -> argparse.ArgumentParser:
         q = analyze.add_parser(name, help=help_text, description=help_text, **kwargs)
         q.set_defaults(func=func)
         if data:
-            q.add_argument("run", metavar="RUN_OR_CKPT")
-            q.add_argument("--data", help="data as for train (its test/val split is used)")
-            q.add_argument("--val", help="a class-folder tree to use instead")
-            q.add_argument("--batch-size", type=int, default=64)
-            q.add_argument("--workers", type=int, default=0)
+            add_evaluation_data_flags(q)
         q.add_argument("--out", help="output folder (default: RUN/analysis)")
         q.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
         return q

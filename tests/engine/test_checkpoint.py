@@ -68,3 +68,14 @@ def test_missing_and_foreign_files(tmp_path):
     save_weights(tmp_path / "w.safetensors", {"a": torch.zeros(1)}, {})
     with pytest.raises(ValueError, match="not an attnlab training state"):
         load_state(tmp_path / "w.safetensors")
+
+
+@pytest.mark.parametrize("load", [load_weights, load_state])
+def test_truncated_or_foreign_file_names_the_problem(tmp_path, load):
+    path = save_weights(tmp_path / "w.safetensors", {"a": torch.zeros(1000)}, {})
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(ValueError, match=r"cannot read .*w\.safetensors.*truncated, or not a safetensors file"):
+        load(path)
+    path.write_bytes(b"PK\x03\x04 a zip file, say")
+    with pytest.raises(ValueError, match="cannot read"):
+        load(path)

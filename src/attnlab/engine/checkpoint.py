@@ -81,14 +81,21 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata
     return path
 
 
-def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(state_dict, metadata) of a file written by ``save_weights``."""
+def _read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """(tensors, string header) of a safetensors file; clear errors for a missing or unreadable one."""
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-        state = {k: f.get_tensor(k) for k in f.keys()}
+        raise FileNotFoundError(f"no {what} at {path}")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
+    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+        raise ValueError(f"cannot read the {what} {path}: {err} (truncated, or not a safetensors file?)") from err
+
+
+def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(state_dict, metadata) of a file written by ``save_weights``."""
+    state, header = _read_safetensors(path, "checkpoint")
     return state, json.loads(header.get(METADATA_KEY, "{}"))
 
 
@@ -102,12 +109,7 @@ def save_state(path: str | Path, state: dict[str, Any], metadata: dict) -> Path:
 
 def load_state(path: str | Path) -> tuple[dict[str, Any], dict]:
     """(state, metadata) of a file written by ``save_state``."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no training state at {path}")
-    with safe_open(str(path), framework="pt") as f:
-        header = f.metadata() or {}
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
+    tensors, header = _read_safetensors(path, "training state")
     if TREE_KEY not in header:
         raise ValueError(f"{path} is not an attnlab training state (no {TREE_KEY!r} header)")
     return _decode(json.loads(header[TREE_KEY]), tensors), json.loads(header.get(METADATA_KEY, "{}"))

@@ -1,14 +1,13 @@
 import pytest
 import torch
 
+from engine_helpers import TINY
+
 from attnlab.engine.config import resolve_config
 
 # Two CPU cores shared with other jobs: one thread per process avoids oversubscription stalls, and keeps the
 # numerics of in-process and subprocess runs identical (OMP_NUM_THREADS=1 there).
 torch.set_num_threads(1)
-
-# ResNet-20 on 8x8 digits: about a second per epoch on one core.
-TINY = {"img_size": 8, "batch_size": 64, "lr": 0.1, "device": "cpu"}
 
 
 @pytest.fixture

@@ -3,7 +3,7 @@ import os
 import subprocess
 import sys
 
-from conftest import TINY
+from engine_helpers import TINY
 
 from attnlab.engine.batches import eval_batches_for
 from attnlab.engine.evaluate import evaluate

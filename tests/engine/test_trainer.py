@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import yaml
-from conftest import TINY
+from engine_helpers import TINY
 
 from attnlab import cli
 from attnlab.engine.checkpoint import load_state, load_weights

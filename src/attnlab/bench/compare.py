@@ -167,7 +167,8 @@ def run_all(spec: CompareConfig, progress: Callable[[str], None] = print) -> lis
     runs = []
     for (entry, seed, config), state in zip(configs, states):
         status = {"done": "skipped", "partial": "resumed", "new": "trained"}[state]
-        progress(f"[compare] {entry.label} seed {seed}: {status} ({config.out})")
+        doing = {"done": "finished, skipping", "partial": "resuming", "new": "training"}[state]
+        progress(f"[compare] {entry.label} seed {seed}: {doing} ({config.out})")
         if state != "done":
             _train(config, resume=state == "partial")
         runs.append({"label": entry.label, "seed": seed, "run_dir": config.out, "status": status})

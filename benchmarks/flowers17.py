@@ -99,7 +99,7 @@ def main() -> None:
     write_report(report, results)
     # compare's report.md is the second half of README.md, after the setting
     (results / "report.md").unlink()
-    text = setting(args, time.perf_counter() - start) + report_markdown(report)
+    text = setting(args, time.perf_counter() - start) + "\n" + report_markdown(report)
     (results / "README.md").write_text(text)
     print(text)
 

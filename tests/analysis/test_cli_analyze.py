@@ -82,4 +82,4 @@ def test_kernel_sweep_cli(trained, tmp_path, capsys):
     assert (tmp_path / "kernel_sweep.png").stat().st_size > 0 and (tmp_path / "report.md").is_file()
     capsys.readouterr()
     assert main(args) == 0  # finished runs are skipped
-    assert capsys.readouterr().out.count(": skipped") == 3
+    assert capsys.readouterr().out.count(": finished, skipping") == 3

@@ -8,15 +8,14 @@ facts a committed result needs (hardware, versions, command).
 
 The runs live in --work (``WORK/runs/MODEL-sSEED``; finished runs are reused, interrupted ones resumed, so the
 script can be re-run); decoded images are cached once in ``WORK/cache``. The results folder
-(``benchmarks/results/flowers17-PRESET``) gets compare's report.json and PNGs and a README.md: the setting and
-the comparison table.
+(``benchmarks/results/flowers17-PRESET``) gets compare's report.md (after the setting, hardware and command),
+report.json and PNGs.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import platform
 import sys
 import time
 from datetime import datetime, timezone
@@ -25,8 +24,8 @@ from pathlib import Path
 import torch
 import torchvision
 
-import attnlab
-from attnlab.bench.compare import CompareConfig, parse_models, report_markdown, run_all, summarise, write_report
+from attnlab.bench import environment
+from attnlab.bench.compare import CompareConfig, parse_models, run_all, summarise, write_report
 
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = {
@@ -39,18 +38,8 @@ PRESETS = {
 }
 
 
-def hardware() -> str:
-    if torch.cuda.is_available():
-        return f"GPU: {torch.cuda.get_device_name()}"
-    cpu = platform.processor() or platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines() if Path("/proc/cpuinfo").is_file() else []:
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"CPU: {cpu}, {os.cpu_count()} cores, torch threads {torch.get_num_threads()}"
-
-
 def setting(args: argparse.Namespace, wall_seconds: float) -> str:
+    env = environment("cuda" if torch.cuda.is_available() else "cpu")
     return "\n".join([
         "# Oxford 17 Flowers: ResNet vs SE-ResNet vs ECA-ResNet (keras-flowers recipe)",
         "",
@@ -59,12 +48,14 @@ def setting(args: argparse.Namespace, wall_seconds: float) -> str:
         "- Recipe: Keras-style augmentation (rotation 20, shifts 0.1, shear 10, zoom 0.1, flip, brightness "
         "0.7-1.3, nearest fill), rescale 1/255, Adam 1e-4 (x0.1 after epochs 40 and 80), batch 32, "
         "cross-entropy; the recipe keeps the best-val checkpoint, so `best val acc` is the seed experiment's number.",
-        f"- Hardware: {hardware()}; Python {platform.python_version()}, torch {torch.__version__}, "
-        f"torchvision {torchvision.__version__}, attnlab {attnlab.__version__}.",
+        f"- Hardware: {env['device']}: {env['hardware']}, {os.cpu_count()} cores, torch threads "
+        f"{env['torch_threads']}; Python {env['python']}, torch {env['torch']}, torchvision {torchvision.__version__}, "
+        f"attnlab {env['attnlab']}.",
         f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}` "
         f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); finished "
         f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall_seconds / 60:.1f} min in this invocation.",
         "- With 272 test images one image is 0.37 points.",
+        "",
         "",
     ])
 
@@ -96,12 +87,8 @@ def main() -> None:
     start = time.perf_counter()
     run_all(spec)
     report = summarise(spec)
-    write_report(report, results)
-    # compare's report.md is the second half of README.md, after the setting
-    (results / "report.md").unlink()
-    text = setting(args, time.perf_counter() - start) + "\n" + report_markdown(report)
-    (results / "README.md").write_text(text)
-    print(text)
+    path = write_report(report, results, preamble=setting(args, time.perf_counter() - start))
+    print(path.read_text())
 
 
 if __name__ == "__main__":

@@ -159,6 +159,11 @@ def _train(config: TrainConfig, resume: bool) -> None:
     wall_path.write_text(json.dumps({"wall_seconds": before + time.perf_counter() - start}))
 
 
+# run_state -> (what run_all is about to do, what it reports having done)
+_STATE_ACTIONS = {"done": ("finished, skipping", "skipped"), "partial": ("resuming", "resumed"),
+                  "new": ("training", "trained")}
+
+
 def run_all(spec: CompareConfig, progress: Callable[[str], None] = print) -> list[dict]:
     """Train every model x seed that is not finished; returns one {label, seed, run_dir, status} per run, where
     status is what this call did: 'trained', 'resumed' or 'skipped'."""
@@ -166,8 +171,7 @@ def run_all(spec: CompareConfig, progress: Callable[[str], None] = print) -> lis
     states = [run_state(config) for _, _, config in configs]  # checks every directory before training any
     runs = []
     for (entry, seed, config), state in zip(configs, states):
-        status = {"done": "skipped", "partial": "resumed", "new": "trained"}[state]
-        doing = {"done": "finished, skipping", "partial": "resuming", "new": "training"}[state]
+        doing, status = _STATE_ACTIONS[state]
         progress(f"[compare] {entry.label} seed {seed}: {doing} ({config.out})")
         if state != "done":
             _train(config, resume=state == "partial")
@@ -319,14 +323,19 @@ def write_plots(report: dict, out: Path) -> None:
     plt.close(fig)
 
 
-def write_report(report: dict, out: str | Path) -> Path:
-    """``report.json`` (without the per-epoch histories, which stay in the runs), ``report.md`` and the PNGs."""
+def without_histories(report: dict) -> dict:
+    """``report`` without the per-epoch histories (they stay in the run directories)."""
+    return {**report, "models": [{k: v for k, v in row.items() if k != "histories"} for row in report["models"]]}
+
+
+def write_report(report: dict, out: str | Path, preamble: str = "") -> Path:
+    """``report.json`` (without the histories), ``report.md`` (after ``preamble``, e.g. a benchmark's hardware
+    and command) and the PNGs."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     write_plots(report, out)
-    slim = {**report, "models": [{k: v for k, v in row.items() if k != "histories"} for row in report["models"]]}
-    (out / "report.json").write_text(json.dumps(slim, indent=2))
-    (out / "report.md").write_text(report_markdown(report))
+    (out / "report.json").write_text(json.dumps(without_histories(report), indent=2))
+    (out / "report.md").write_text(preamble + report_markdown(report))
     return out / "report.md"
 
 
@@ -355,4 +364,4 @@ def run_spec(spec: CompareConfig, progress: Callable[[str], None] = print) -> di
     report["runs"] = runs
     path = write_report(report, spec.out)
     progress(f"[compare] wrote {path}, report.json and {', '.join(PLOTS.values())} in {spec.out}")
-    return {**report, "models": [{k: v for k, v in row.items() if k != "histories"} for row in report["models"]]}
+    return without_histories(report)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 
 METADATA_KEY = "attnlab"
@@ -89,7 +89,7 @@ def _read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tens
     try:
         with safe_open(str(path), framework="pt") as f:
             return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
-    except Exception as err:  # safetensors raises its own error types for truncated or foreign files
+    except SafetensorError as err:
         raise ValueError(f"cannot read the {what} {path}: {err} (truncated, or not a safetensors file?)") from err
 
 

@@ -1,6 +1,9 @@
 import json
 
-from attnlab.cli import main
+import pytest
+
+from attnlab.cli import COMPARE_EXCLUDES, build_parser, config_overrides, main
+from attnlab.engine.config import OPTIMIZERS, list_recipes
 
 # ResNet-20 multiply-accumulates at 32x32 (He et al. 2016, Sec. 4.2): stem, three stages of six 3x3 convs on
 # 32x32 / 16x16 / 8x8 maps (the first conv of stages 2 and 3 strided from half the channels), and the head.
@@ -22,8 +25,24 @@ def test_summary_table(capsys):
 
 
 def test_summary_json_with_attention_and_input_size(capsys):
-    assert main(["summary", "resnet20", "--num-classes", "10", "--attention", "se", "--json",
-                 "--input-size", "3", "40", "24"]) == 0
+    assert (
+        main(
+            [
+                "summary",
+                "resnet20",
+                "--num-classes",
+                "10",
+                "--attention",
+                "se",
+                "--json",
+                "--input-size",
+                "3",
+                "40",
+                "24",
+            ]
+        )
+        == 0
+    )
     data = json.loads(capsys.readouterr().out)
     se_params = 3 * sum(2 * w * (w // 16) + w // 16 + w for w in (16, 32, 64))
     assert data["total_params"] == 269_722 + se_params
@@ -49,3 +68,31 @@ def test_unknown_model_exits_2_with_close_match(capsys):
 def test_preset_conflict_exits_2(capsys):
     assert main(["summary", "se_resnet20", "--attention", "eca"]) == 2
     assert "already comes with attention 'se'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["compare", "--models", "resnet20", "--model", "resnet20"],  # compare has --models, no --model
+        ["compare", "--models", "resnet20", "--seed", "1"],  # nor --seed (no prefix of --seeds either)
+        ["train", "--optimizer", "lion"],
+        ["analyze", "kernel-sweep", "--amp", "fp8"],
+    ],
+)
+def test_missing_flags_and_bad_choices_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "unrecognized arguments" in err or "invalid choice" in err
+
+
+def test_config_flags_help_and_overrides(capsys, monkeypatch):
+    args = build_parser().parse_args(["compare", "--models", "a,b", "--seeds", "2", "--epochs", "3", "--no-hflip"])
+    assert config_overrides(args, COMPARE_EXCLUDES) == {"hflip": False, "epochs": 3}
+    monkeypatch.setenv("COLUMNS", "1000")  # one help line per flag
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert f"--recipe RECIPE {', '.join(list_recipes())} or a YAML file" in text
+    assert f"--optimizer {{{','.join(OPTIMIZERS)}}} optimizer, one of {', '.join(OPTIMIZERS)}" in text

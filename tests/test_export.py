@@ -5,16 +5,23 @@ from torch import nn
 import attnlab
 from attnlab.cli import main
 from attnlab.engine.checkpoint import save_weights
-from attnlab.export import export_model, max_error
+from attnlab.export import export_model
 from attnlab.models._registry import _MODELS, register_model
+from attnlab.utils import max_error
 
 
 def tiny_cnn() -> nn.Sequential:
     """Two conv-BN-ReLU layers and a linear head, with ECA attached after both BNs."""
     model = nn.Sequential(
-        nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(),
-        nn.Conv2d(8, 16, 3, stride=2, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
-        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(16, 4),
+        nn.Conv2d(3, 8, 3, padding=1),
+        nn.BatchNorm2d(8),
+        nn.ReLU(),
+        nn.Conv2d(8, 16, 3, stride=2, padding=1),
+        nn.BatchNorm2d(16),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(16, 4),
     )
     attnlab.attach(model, "eca", where="conv", init=None, example=torch.randn(1, 3, 16, 16))
     return model

@@ -7,7 +7,7 @@ from torch import nn
 from torchvision.models.resnet import BasicBlock, Bottleneck, ResNet
 
 import attnlab
-from attnlab.retrofit import attached_paths, load_original_weights, parse_where
+from attnlab.retrofit import attached_paths, load_original_weights
 
 X = torch.randn(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
 
@@ -291,8 +291,3 @@ def test_create_model_with_torchvision_prefix_round_trips():
     again = attnlab.create_model("torchvision:resnet18", num_classes=7, attention="se", attention_stages=[4])
     again.load_state_dict(model.state_dict())  # strict: the same structure
     assert torch.equal(outputs(again), outputs(model)) and outputs(model).shape == (2, 7)
-
-
-def test_parse_where():
-    assert parse_where("conv") == "conv"
-    assert parse_where("layer3.*.bn2, layer4.*.bn2") == ["layer3.*.bn2", "layer4.*.bn2"]

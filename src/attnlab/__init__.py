@@ -2,15 +2,17 @@
 
 __version__ = "0.1.0"
 
-from attnlab.attention import create_attention, list_attentions
-from attnlab.models import attention_layers, create_model, default_input_size, list_models
+from attnlab.attention import AttentionPlacement, attention_layers, attention_stages, create_attention, list_attentions
+from attnlab.models import create_model, default_input_size, list_models
 from attnlab.retrofit import AttachReport, attach, detach
 from attnlab.summary import summary
 
 __all__ = [
     "AttachReport",
+    "AttentionPlacement",
     "attach",
     "attention_layers",
+    "attention_stages",
     "create_attention",
     "create_model",
     "default_input_size",

@@ -7,12 +7,37 @@ import dataclasses
 import json
 import sys
 import typing
+from collections.abc import Collection
 from pathlib import Path
 
+import torch
+
 import attnlab
+from attnlab.analysis import attention_stage_map
+from attnlab.analysis.ablation import ablate_stages, write_ablation_report
+from attnlab.analysis.activations import excitation_study, excitation_table
+from attnlab.analysis.cam import cam_panel, plot_cams
+from attnlab.analysis.kernel_sweep import kernel_sweep
 from attnlab.attention import attention_kind, create_attention, get_attention_info, list_attentions
+from attnlab.bench import benchmark, environment, results_markdown
+from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
+from attnlab.bench.demo import run_demo
+from attnlab.engine.batches import eval_batches_for
+from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, config_from_run, field_help, list_recipes, resolve_config
+from attnlab.engine.evaluate import evaluate
+from attnlab.engine.inference import load_model, predict_files
+from attnlab.engine.plots import plot_confusion
+from attnlab.engine.trainer import TrainingDiverged, train
+from attnlab.export import export_checkpoint
+from attnlab.utils import resolve_device
 
 LIST_CHANNELS = 256
+
+# The TrainConfig fields each command does not take as plain config flags, because it has flags of its own for
+# them (or none).
+TRAIN_EXCLUDES = frozenset({"recipe"})  # --recipe of its own
+COMPARE_EXCLUDES = frozenset({"recipe", "model", "seed", "out"})  # --recipe, --models, --seeds, --out of its own
+KERNEL_SWEEP_EXCLUDES = frozenset({"recipe", "model", "out"})  # --recipe, --model, --out of its own; --seed: first
 
 
 def _attention_params(name: str) -> int:
@@ -29,8 +54,10 @@ def cmd_list(args: argparse.Namespace) -> None:
         info = get_attention_info(name)
         year = str(info.year) if info.year else "-"
         print(f"{name:<8} {info.kind:<5} {_attention_params(name):>11,}  {year:<4}  {info.paper}")
-    print(f"\n{len(list_attentions())} modules. 'conv' modules replace a 3x3 conv ({LIST_CHANNELS}->{LIST_CHANNELS});"
-          " 'gate' modules keep the input shape.")
+    print(
+        f"\n{len(list_attentions())} modules. 'conv' modules replace a 3x3 conv ({LIST_CHANNELS}->{LIST_CHANNELS});"
+        " 'gate' modules keep the input shape."
+    )
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
@@ -43,51 +70,41 @@ def cmd_summary(args: argparse.Namespace) -> None:
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)
 
 
-TRAIN_FLAG_HELP = {
-    "data": "'digits' (embedded), a folder with train/ and test/ (or val/), or CIFAR python batches",
-    "train": "train split folder (with --val, instead of --data)",
-    "val": "validation split folder",
-    "out": "run directory (default runs/MODEL-RECIPE-sSEED)",
-    "attention": "attention registry name to put into the model",
-    "attention_kwargs": "JSON dict of attention keyword arguments, e.g. '{\"k_size\": 3}'",
-    "attach": "attention attached into a model without it (torchvision:/timm: models too), identity at init",
-    "attach_where": "where --attach inserts: residual (default), conv, or comma-separated glob patterns",
-    "init_from": "fine-tune from these weights of the model without attention (.safetensors or .pt state dict)",
-    "amp": "mixed precision: auto (bf16/fp16 on CUDA, off on CPU), off, bf16, fp16",
-    "device": "auto, cpu, cuda, cuda:1, ...",
-    "ema": "EMA decay of the weights used for evaluation (e.g. 0.999)",
-    "strict": "fail on the first unreadable image instead of skipping it",
-    "model": "model name (attnlab list --models); default resnet20",
-    "augment": "augmentation policy: keras, paddle, imagenet, fast, resize",
-    "normalize": "dataset (train mean/std), imagenet, or rescale (x/255 only)",
-    "cache_size": "side of the cached uint8 squares (default: img-size); larger for crop recipes",
-    "cache_dir": "folder for an on-disk copy of the decoded images (reused across runs)",
-    "workers": "DataLoader worker processes for decoding images",
-    "hflip": "random horizontal flips in training (default: on, except for digits, where a mirrored digit is wrong)",
-    "deterministic": "deterministic kernels: with --device cpu, a resumed run ends bit-identical",
-}
+def _config_fields(exclude: Collection[str]) -> list[dataclasses.Field]:
+    """The TrainConfig fields, in declaration order, less ``exclude`` (which must name fields)."""
+    unknown = set(exclude) - TRAIN_FIELDS
+    if unknown:
+        raise ValueError(f"exclude names no TrainConfig fields {sorted(unknown)}")
+    return [f for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
 
 
-def add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field (default None = take the recipe's value)."""
-    from attnlab.engine.config import TrainConfig
-
+def add_config_flags(parser: argparse.ArgumentParser, exclude: Collection[str]) -> None:
+    """One flag per TrainConfig field not in ``exclude`` (default None = take the recipe's value), with the
+    field's help text and choices."""
+    group = parser.add_argument_group("training options", "override the recipe's values")
     hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if f.name == "recipe":
-            continue
-        flag, kind = "--" + f.name.replace("_", "-"), hints[f.name]
-        help_text = TRAIN_FLAG_HELP.get(f.name, f"overrides the recipe's {f.name}")
+    for f in _config_fields(exclude):
+        flag, kind, help_text = "--" + f.name.replace("_", "-"), hints[f.name], field_help(f)
         if kind == list[int]:
-            parser.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
+            group.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
         elif kind is dict:
-            parser.add_argument(flag, type=json.loads, default=None, help=help_text)
+            group.add_argument(flag, type=json.loads, default=None, help=help_text)
         else:
             scalar = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
             if scalar is bool:
-                parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+                group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=help_text)
             else:
-                parser.add_argument(flag, type=scalar, default=None, help=help_text)
+                group.add_argument(flag, type=scalar, choices=f.metadata.get("choices"), default=None, help=help_text)
+
+
+def config_overrides(args: argparse.Namespace, exclude: Collection[str]) -> dict:
+    """{field: value} of the config flags (those of ``add_config_flags(parser, exclude)``) that were given."""
+    values = {f.name: getattr(args, f.name) for f in _config_fields(exclude)}
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def recipe_help(default: str) -> str:
+    return f"{', '.join(list_recipes())} or a YAML file (default: {default})"
 
 
 def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -100,10 +117,7 @@ def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> None:
-    from attnlab.engine.config import TrainConfig, config_from_run, resolve_config
-    from attnlab.engine.trainer import TrainingDiverged, train
-
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig) if f.name != "recipe"}
+    overrides = config_overrides(args, TRAIN_EXCLUDES)
     config = config_from_run(args.resume, **overrides) if args.resume else resolve_config(args.recipe, **overrides)
     try:
         train(config, resume=bool(args.resume))
@@ -113,20 +127,17 @@ def cmd_train(args: argparse.Namespace) -> None:
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
-    from attnlab.engine.batches import eval_batches_for
-    from attnlab.engine.distributed import resolve_device
-    from attnlab.engine.evaluate import evaluate
-    from attnlab.engine.inference import load_model
-    from attnlab.engine.plots import plot_confusion
-
     device = resolve_device(args.device)
     model, metadata = load_model(args.run, device)
-    batches = eval_batches_for(metadata, data=args.data, val=args.val, batch_size=args.batch_size,
-                               workers=args.workers, device=device)
+    batches = eval_batches_for(
+        metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
+    )
     result = evaluate(model, batches.epoch(0), len(metadata["classes"]), device)
     report = {"checkpoint": str(args.run), "data": batches.images.name, **result.to_dict(metadata["classes"])}
-    print(f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  loss {result.loss:.4f}  "
-          f"{result.images} images  {result.images_per_s:.0f} images/s (batch {args.batch_size}, {device})")
+    print(
+        f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  loss {result.loss:.4f}  "
+        f"{result.images} images  {result.images_per_s:.0f} images/s (batch {args.batch_size}, {device})"
+    )
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:<24} {acc:.4f}")
     out = Path(args.out or (args.run if Path(args.run).is_dir() else Path(args.run).parent))
@@ -137,27 +148,24 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
-    from attnlab.engine.inference import load_model, predict_files
-
     model, metadata = load_model(args.run)
     for path, top in zip(args.images, predict_files(model, metadata, args.images, topk=args.topk)):
         print(path + ":  " + "  ".join(f"{name} {p:.3f}" for name, p in top))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    from attnlab.export import export_checkpoint
-
-    result = export_checkpoint(args.run, args.format, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch,
-                               atol=args.atol)
+    result = export_checkpoint(
+        args.run, args.format, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch, atol=args.atol
+    )
     print(result)
     if not result.ok:
-        raise ValueError(f"the exported model differs from PyTorch by {result.max_abs_error:.3g} > --atol "
-                         f"{result.atol:g} (the file is kept at {result.path} for inspection)")
+        raise ValueError(
+            f"the exported model differs from PyTorch by {result.max_abs_error:.3g} > --atol "
+            f"{result.atol:g} (the file is kept at {result.path} for inspection)"
+        )
 
 
 def cmd_demo(args: argparse.Namespace) -> None:
-    from attnlab.engine.demo import run_demo
-
     options = ("models", "epochs", "img_size", "seed", "out")
     run_demo(**{name: getattr(args, name) for name in options if getattr(args, name) is not None})
 
@@ -170,16 +178,12 @@ def analysis_out(args: argparse.Namespace) -> Path:
 
 def load_for_analysis(args: argparse.Namespace):
     """(model, metadata, {attention path: stage}, device, evaluation batches) of the run in ``args.run``."""
-    from attnlab.analysis import attention_stage_map
-    from attnlab.engine.batches import eval_batches_for
-    from attnlab.engine.distributed import resolve_device
-    from attnlab.engine.inference import load_model
-
     device = resolve_device(args.device)
     model, metadata = load_model(args.run, device)
-    batches = eval_batches_for(metadata, data=args.data, val=args.val, batch_size=args.batch_size,
-                               workers=args.workers, device=device)
-    return model, metadata, attention_stage_map(metadata["model"], metadata["model_kwargs"]), device, batches
+    batches = eval_batches_for(
+        metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
+    )
+    return model, metadata, attention_stage_map(model), device, batches
 
 
 def split_list(text: str | None) -> list[str]:
@@ -187,37 +191,37 @@ def split_list(text: str | None) -> list[str]:
 
 
 def cmd_analyze_activations(args: argparse.Namespace) -> None:
-    from attnlab.analysis.activations import excitation_study, excitation_table
-
     model, metadata, stages, device, batches = load_for_analysis(args)
     out = analysis_out(args)
     report = excitation_study(
-        model, stages, batches.epoch(0), metadata["classes"], out,
-        classes=split_list(args.classes), extra_blocks=split_list(args.blocks),
-        images_per_class=args.images_per_class, channels=args.channels, device=device,
+        model,
+        stages,
+        batches.epoch(0),
+        metadata["classes"],
+        out,
+        classes=split_list(args.classes),
+        extra_blocks=split_list(args.blocks),
+        images_per_class=args.images_per_class,
+        channels=args.channels,
+        device=device,
     )
     print(excitation_table(report))
     print(f"wrote {out / 'activations.csv'}, {out / 'activations.png'} and {out / 'activations.json'}")
 
 
 def cmd_analyze_ablate(args: argparse.Namespace) -> None:
-    from attnlab.analysis.ablation import ablate_stages, write_ablation_report
-
     model, metadata, stages, device, batches = load_for_analysis(args)
-    rows = ablate_stages(model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device,
-                         split_list(args.modes))
+    rows = ablate_stages(
+        model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device, split_list(args.modes)
+    )
     out = analysis_out(args)
     print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {args.data or args.val}"))
     print(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
 
 
 def cmd_analyze_kernel_sweep(args: argparse.Namespace) -> None:
-    from attnlab.analysis.kernel_sweep import kernel_sweep
-    from attnlab.engine.config import TrainConfig
-
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if f.name not in ("recipe", "out", "seed", "model") and getattr(args, f.name) is not None}
-    model, first_seed = args.model, args.seed or 0
+    overrides = config_overrides(args, KERNEL_SWEEP_EXCLUDES)
+    model, first_seed = args.model, overrides.pop("seed", 0)
     out = Path(args.out or f"runs/kernel-sweep-{model}-{args.recipe}")
     try:
         k_sizes = [int(k) for k in split_list(args.k)]
@@ -225,15 +229,13 @@ def cmd_analyze_kernel_sweep(args: argparse.Namespace) -> None:
         raise ValueError(f"--k takes comma-separated odd integers such as 3,5,7,9, got {args.k!r}") from None
     seeds = range(first_seed, first_seed + args.seeds)
     print(kernel_sweep(model, k_sizes, seeds, out, recipe=args.recipe, overrides=overrides))
-    print(f"wrote {out / 'kernel_sweep.md'}, {out / 'kernel_sweep.png'}, {out / 'kernel_sweep.json'} and "
-          f"compare's {out / 'report.md'}")
+    print(
+        f"wrote {out / 'kernel_sweep.md'}, {out / 'kernel_sweep.png'}, {out / 'kernel_sweep.json'} and "
+        f"compare's {out / 'report.md'}"
+    )
 
 
 def cmd_analyze_cam(args: argparse.Namespace) -> None:
-    from attnlab.analysis.cam import cam_panel, plot_cams
-    from attnlab.engine.distributed import resolve_device
-    from attnlab.engine.inference import load_model
-
     device = resolve_device(args.device)
     panels = []
     for run in [args.run] + ([args.compare] if args.compare else []):
@@ -246,39 +248,44 @@ def cmd_analyze_cam(args: argparse.Namespace) -> None:
 
 
 def cmd_bench(args: argparse.Namespace) -> None:
-    import torch
-
-    from attnlab.bench import benchmark, environment, results_markdown
-
     if args.threads:
         torch.set_num_threads(args.threads)
-    settings = dict(input_size=args.input_size, batch_size=args.batch_size, device=args.device, amp=args.amp,
-                    channels_last=args.channels_last, compile=args.compile, vs_timm=args.vs_timm,
-                    train=not args.no_train, warmup=args.warmup, repeats=args.repeats, iters=args.iters)
+    settings = {
+        "input_size": args.input_size,
+        "batch_size": args.batch_size,
+        "device": args.device,
+        "amp": args.amp,
+        "channels_last": args.channels_last,
+        "compile": args.compile,
+        "vs_timm": args.vs_timm,
+        "train": not args.no_train,
+        "warmup": args.warmup,
+        "repeats": args.repeats,
+        "iters": args.iters,
+    }
     results = benchmark(split_list(args.models), progress=lambda message: print(message, file=sys.stderr), **settings)
     env = environment(args.device)
-    print(f"{env['hardware']} ({env['device']}, {env['torch_threads']} threads), torch {env['torch']}; batch "
-          f"{args.batch_size}, median of {args.repeats} interleaved rounds of {args.iters} iteration(s)")
+    print(
+        f"{env['hardware']} ({env['device']}, {env['torch_threads']} threads), torch {env['torch']}; batch "
+        f"{args.batch_size}, median of {args.repeats} interleaved rounds of {args.iters} iteration(s)"
+    )
     print(results_markdown(results))
     if args.json:
-        report = {"command": "attnlab " + " ".join(sys.argv[1:]), "environment": env, "settings": settings,
-                  "results": [r.to_dict() for r in results]}
+        report = {
+            "command": "attnlab " + " ".join(sys.argv[1:]),
+            "environment": env,
+            "settings": settings,
+            "results": [r.to_dict() for r in results],
+        }
         Path(args.json).write_text(json.dumps(report, indent=2))
         print(f"wrote {args.json}")
 
 
 def cmd_compare(args: argparse.Namespace) -> None:
-    from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
-    from attnlab.engine.config import TrainConfig
-
-    if args.model is not None or args.seed is not None:
-        raise ValueError("compare takes --models a,b,c and --seeds N (or --config FILE), not --model/--seed")
     if not args.config and not args.models:
         raise ValueError("give the models to compare: --models resnet50,eca_resnet50 or --config FILE")
     spec = load_compare_config(args.config) if args.config else CompareConfig(models=[])
-    overrides = {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)
-                 if f.name not in ("recipe", "model", "seed", "out") and getattr(args, f.name) is not None}
-    spec.overrides.update(overrides)
+    spec.overrides.update(config_overrides(args, COMPARE_EXCLUDES))
     if args.models:
         spec.models = parse_models(split_list(args.models))
     spec.recipe = args.recipe or spec.recipe
@@ -296,26 +303,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--models", action="store_true", help="list the model names instead")
     p.set_defaults(func=cmd_list)
 
-    p = sub.add_parser("summary", help="per-layer table, parameters, FLOPs, memory of a model",
-                       description="Keras-style summary of a model: layers, output shapes, parameters, FLOPs, memory.")
+    p = sub.add_parser(
+        "summary",
+        help="per-layer table, parameters, FLOPs, memory of a model",
+        description="Keras-style summary of a model: layers, output shapes, parameters, FLOPs, memory.",
+    )
     p.add_argument("model", help="model name, e.g. eca_resnet50 (see `attnlab list --models`)")
-    p.add_argument("--input-size", type=int, nargs=3, metavar=("C", "H", "W"),
-                   help="input size without batch (default: the model's own, e.g. 3 224 224)")
+    p.add_argument(
+        "--input-size",
+        type=int,
+        nargs=3,
+        metavar=("C", "H", "W"),
+        help="input size without batch (default: the model's own, e.g. 3 224 224)",
+    )
     p.add_argument("--num-classes", type=int, help="number of classes of the head (default: the model's)")
     p.add_argument("--attention", help="attention registry name to put into the model (e.g. eca, se)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     p.set_defaults(func=cmd_summary)
 
-    p = sub.add_parser("train", help="train a model with a recipe", description="Train a model with a named recipe; "
-                       "every recipe field can be overridden. Writes a run directory.")
-    p.add_argument("--recipe", default="fast", help="fast, keras-flowers, paddle-cifar, epsanet-cifar, "
-                   "paper-imagenet or a YAML file (default: fast)")
+    p = sub.add_parser(
+        "train",
+        help="train a model with a recipe",
+        description="Train a model with a named recipe; every recipe field can be overridden. Writes a run directory.",
+    )
+    p.add_argument("--recipe", default="fast", help=recipe_help("fast"))
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last finished epoch")
-    add_config_flags(p)
+    add_config_flags(p, exclude=TRAIN_EXCLUDES)
     p.set_defaults(func=cmd_train)
 
-    p = sub.add_parser("eval", help="evaluate a trained run or checkpoint", description="Top-1/top-5, loss, per-class "
-                       "accuracy, confusion matrix and inference throughput of a checkpoint.")
+    p = sub.add_parser(
+        "eval",
+        help="evaluate a trained run or checkpoint",
+        description="Top-1/top-5, loss, per-class accuracy, confusion matrix and inference throughput of a checkpoint.",
+    )
     add_evaluation_data_flags(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="where eval.json goes (default: the run directory)")
@@ -327,9 +347,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=5)
     p.set_defaults(func=cmd_predict)
 
-    p = sub.add_parser("export", help="export a trained run or checkpoint to ONNX or TorchScript",
-                       description="Export the model of a run directory or checkpoint and check the exported file "
-                       "against PyTorch on random inputs (max abs / relative error); exit 2 over --atol.")
+    p = sub.add_parser(
+        "export",
+        help="export a trained run or checkpoint to ONNX or TorchScript",
+        description="Export the model of a run directory or checkpoint and check the exported file "
+        "against PyTorch on random inputs (max abs / relative error); exit 2 over --atol.",
+    )
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
@@ -338,9 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx / .torchscript.pt)")
     p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("demo", help="train small CNNs with and without attention on the embedded digits",
-                       description="Train ResNet-20, SE-ResNet-20 and ECA-ResNet-20 on the embedded digits with the "
-                       "fast recipe and print the comparison (a few minutes on 2 CPU cores).")
+    p = sub.add_parser(
+        "demo",
+        help="train small CNNs with and without attention on the embedded digits",
+        description="Train ResNet-20, SE-ResNet-20 and ECA-ResNet-20 on the embedded digits with the "
+        "fast recipe and print the comparison (a few minutes on 2 CPU cores).",
+    )
     p.add_argument("--models", nargs="+", help="models to compare (default resnet20 se_resnet20 eca_resnet20)")
     p.add_argument("--epochs", type=int, help="epochs per model (default 8)")
     p.add_argument("--img-size", type=int, help="image side in pixels (default 16; digits are 8x8)")
@@ -348,13 +374,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="parent folder of the runs (default runs/demo)")
     p.set_defaults(func=cmd_demo)
 
-    p = sub.add_parser("analyze", help="what the attention learned: activations, ablate, kernel-sweep, cam",
-                       description="Analyses of a trained run: the SENet excitation study and stage ablation, the "
-                       "ECA kernel-size sweep, Grad-CAM heat maps.")
+    p = sub.add_parser(
+        "analyze",
+        help="what the attention learned: activations, ablate, kernel-sweep, cam",
+        description="Analyses of a trained run: the SENet excitation study and stage ablation, the "
+        "ECA kernel-size sweep, Grad-CAM heat maps.",
+    )
     analyze = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
 
-    def analysis_parser(name: str, help_text: str, func, data: bool = True, **kwargs) -> argparse.ArgumentParser:
-        q = analyze.add_parser(name, help=help_text, description=help_text, **kwargs)
+    def analysis_parser(name: str, help_text: str, func, data: bool = True) -> argparse.ArgumentParser:
+        """The parser of an analysis of trained runs: --out (default RUN/analysis), --device and, with ``data``,
+        RUN_OR_CKPT and the data it is evaluated on."""
+        q = analyze.add_parser(name, help=help_text, description=help_text)
         q.set_defaults(func=func)
         if data:
             add_evaluation_data_flags(q)
@@ -362,39 +393,59 @@ def build_parser() -> argparse.ArgumentParser:
         q.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
         return q
 
-    q = analysis_parser("activations", "SENet excitation study: mean gate activation per channel by class, for "
-                        "the last attention block of each stage", cmd_analyze_activations)
+    q = analysis_parser(
+        "activations",
+        "SENet excitation study: mean gate activation per channel by class, for the last attention block of each stage",
+        cmd_analyze_activations,
+    )
     q.add_argument("--classes", help="comma-separated class names to show (default: 4 spread over the classes)")
     q.add_argument("--images-per-class", type=int, default=50)
     q.add_argument("--blocks", help="comma-separated attention module paths to add, e.g. layer2.0.attention")
     q.add_argument("--channels", type=int, default=50, help="channels shown, uniformly spaced (default 50)")
 
-    q = analysis_parser("ablate", "accuracy with the attention of each stage (and of all stages) switched off",
-                        cmd_analyze_ablate)
-    q.add_argument("--modes", default="identity,mean", help="how attention is switched off: 'identity' (module "
-                   "removed, gate = 1) and/or 'mean' (gate fixed to its average over the data); default both")
+    q = analysis_parser(
+        "ablate", "accuracy with the attention of each stage (and of all stages) switched off", cmd_analyze_ablate
+    )
+    q.add_argument(
+        "--modes",
+        default="identity,mean",
+        help="how attention is switched off: 'identity' (module "
+        "removed, gate = 1) and/or 'mean' (gate fixed to its average over the data); default both",
+    )
 
-    q = analysis_parser("kernel-sweep", "ECA kernel-size sweep: train with fixed k and with the adaptive k, plot "
-                        "accuracy vs k (resumable)", cmd_analyze_kernel_sweep, data=False, conflict_handler="resolve")
-    q.add_argument("--recipe", default="fast", help="recipe as for train (default: fast)")
-    add_config_flags(q)
-    q.add_argument("--out", help="sweep folder: runs/<setting>-s<seed> inside, compare's report and the sweep's "
-                   "(default runs/kernel-sweep-MODEL-RECIPE)")
-    q.add_argument("--k", default="3,5,7,9", help="comma-separated fixed kernel sizes (default 3,5,7,9)")
+    sweep_help = "ECA kernel-size sweep: train with fixed k and with the adaptive k, plot accuracy vs k (resumable)"
+    q = analyze.add_parser("kernel-sweep", help=sweep_help, description=sweep_help)
+    q.set_defaults(func=cmd_analyze_kernel_sweep)
+    q.add_argument("--recipe", default="fast", help=recipe_help("fast"))
     q.add_argument("--model", default="eca_resnet20", help="an ECA model (default eca_resnet20)")
+    q.add_argument("--k", default="3,5,7,9", help="comma-separated fixed kernel sizes (default 3,5,7,9)")
     q.add_argument("--seeds", type=int, default=1, help="seeds per setting, counting up from --seed (default 1)")
+    q.add_argument(
+        "--out",
+        help="sweep folder: runs/<setting>-s<seed> inside, compare's report and the sweep's "
+        "(default runs/kernel-sweep-MODEL-RECIPE)",
+    )
+    add_config_flags(q, exclude=KERNEL_SWEEP_EXCLUDES)
 
-    q = analysis_parser("cam", "Grad-CAM heat maps of the last conv stage over image files", cmd_analyze_cam,
-                        data=False)
+    q = analysis_parser(
+        "cam", "Grad-CAM heat maps of the last conv stage over image files", cmd_analyze_cam, data=False
+    )
     q.add_argument("run", metavar="RUN_OR_CKPT")
     q.add_argument("images", nargs="+", metavar="IMAGE")
     q.add_argument("--compare", metavar="OTHER_RUN", help="a second run shown side by side")
     q.add_argument("--layer", help="module whose output is explained (default: the last conv stage)")
-    p = sub.add_parser("bench", help="speed, FLOPs and memory of models side by side (optionally vs timm)",
-                       description="Parameters, FLOPs, inference and training-step throughput, latency and memory "
-                       "of models, their repeats interleaved; ratios to the first model and to timm's equal model.")
-    p.add_argument("--models", default="resnet50,se_resnet50,eca_resnet50,cbam_resnet50,epsanet50",
-                   help="comma-separated model names; the first is the reference of the ratios")
+
+    p = sub.add_parser(
+        "bench",
+        help="speed, FLOPs and memory of models side by side (optionally vs timm)",
+        description="Parameters, FLOPs, inference and training-step throughput, latency and memory "
+        "of models, their repeats interleaved; ratios to the first model and to timm's equal model.",
+    )
+    p.add_argument(
+        "--models",
+        default="resnet50,se_resnet50,eca_resnet50,cbam_resnet50,epsanet50",
+        help="comma-separated model names; the first is the reference of the ratios",
+    )
     p.add_argument("--input-size", type=int, help="image side in pixels (default: each model's own, e.g. 224)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ...")
@@ -410,17 +461,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", metavar="FILE", help="also write the results, settings and environment as JSON")
     p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser("compare", help="train several models x seeds with one recipe and report side by side",
-                       description="Train every model x seed (finished runs are skipped, interrupted ones resumed), "
-                       "then write report.md, report.json and accuracy/loss/accuracy-vs-parameters plots.",
-                       conflict_handler="resolve")
-    add_config_flags(p)
+    p = sub.add_parser(
+        "compare",
+        help="train several models x seeds with one recipe and report side by side",
+        description="Train every model x seed (finished runs are skipped, interrupted ones resumed), "
+        "then write report.md, report.json and accuracy/loss/accuracy-vs-parameters plots.",
+        allow_abbrev=False,  # --model and --seed are no prefixes of --models and --seeds here: compare has neither
+    )
     p.add_argument("--models", help="comma-separated model names; the first is the baseline")
-    p.add_argument("--config", help="YAML with 'models' (names or {model, label, overrides...}), recipe, seeds, "
-                   "and shared training options; flags given here override it")
-    p.add_argument("--recipe", help="recipe as for train (default: the config's, else fast)")
+    p.add_argument(
+        "--config",
+        help="YAML with 'models' (names or {model, label, overrides...}), recipe, seeds, "
+        "and shared training options; flags given here override it",
+    )
+    p.add_argument("--recipe", help=recipe_help("the config's, else fast"))
     p.add_argument("--seeds", type=int, help="number of seeds 0..N-1 (default: the config's, else 3)")
     p.add_argument("--out", help="comparison folder: runs/ inside, report next to it (default runs/compare)")
+    add_config_flags(p, exclude=COMPARE_EXCLUDES)
     p.set_defaults(func=cmd_compare)
     return parser
 

@@ -11,6 +11,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from attnlab.engine.inference import checkpoint_path, load_model
+from attnlab.models import default_input_size
+from attnlab.utils import max_error
+
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 
@@ -54,13 +58,6 @@ def _quiet_jit() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=FutureWarning, message=r"`torch\.jit\.")
         yield
-
-
-def max_error(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
-    """(max abs error, max abs error / max |want|): relative to the output's scale, so logits near 0 do not
-    blow it up."""
-    abs_err = (got.float() - want.float()).abs().max().item()
-    return abs_err, abs_err / max(want.abs().max().item(), torch.finfo(torch.float32).tiny)
 
 
 def _reference(model: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
@@ -156,9 +153,6 @@ def export_checkpoint(
 
     ``out`` defaults to the checkpoint's path with ``.onnx`` or ``.torchscript.pt`` for its suffix.
     """
-    from attnlab.engine.inference import checkpoint_path, load_model
-    from attnlab.models import default_input_size
-
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
     model, metadata = load_model(run_or_ckpt, "cpu")

@@ -11,7 +11,7 @@ on, so ``copy.deepcopy`` (EMA), pickling, ``torch.compile``, ``torch.jit.trace``
 
 Identity at init (``init='identity'``, the default): the attached model starts with exactly the original's
 outputs. A module that is the identity at its own initialisation is inserted as it is: GC with ``fusion='add'``
-(its last conv starts at zero), GCT (``gamma = beta = 0``, so ``1 + tanh(0) = 1``) and ``'none'``; this is
+(its last conv starts at zero) and GCT (``gamma = beta = 0``, so ``1 + tanh(0) = 1``); this is
 measured at attach time, so any such module qualifies. Sigmoid-gated modules (SE, ECA, CBAM, SRM, ...) cannot be
 an identity, ``x * sigmoid(z) < x``, nor can BAM's ``x * (1 + sigmoid(z))`` or SA's channel shuffle; without
 changing their maths, each is blended with its input,
@@ -23,18 +23,17 @@ and the report says how far the outputs moved.
 from __future__ import annotations
 
 import contextlib
-import difflib
 import fnmatch
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from attnlab.attention._common import check_positive_int
-from attnlab.attention._registry import attention_kind, create_attention
-from attnlab.models._registry import AttentionSpec, attention_layers, default_input_size
+from attnlab.attention import attention_kind, attention_layers, create_attention, tag_stage
+from attnlab.utils import close_matches, default_input_size, max_error
+
+AttentionName = str | type[nn.Module]
 
 ATTENTION_CHILD = "attention"
 SCALE_PARAM = "attention_scale"
@@ -181,7 +180,7 @@ def _pattern_points(model: nn.Module, patterns: Sequence[str]) -> list[str]:
     for pattern in patterns:
         matched = [name for name in names if fnmatch.fnmatchcase(name, pattern)]
         if not matched:
-            close = difflib.get_close_matches(pattern, names, n=3, cutoff=0.5)
+            close = close_matches(pattern, names)
             hint = f" Close paths: {', '.join(close)}." if close else ""
             raise ValueError(
                 f"pattern {pattern!r} matches no module path of {type(model).__name__}.{hint} "
@@ -271,15 +270,9 @@ def _stages(outputs: dict[str, torch.Tensor]) -> list[int]:
     return stages
 
 
-def _differences(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
-    """(max abs difference, that divided by max |want|)."""
-    abs_diff = (got - want).abs().max().item()
-    return abs_diff, abs_diff / max(want.abs().max().item(), torch.finfo(torch.float32).tiny)
-
-
 def attach(
     model: nn.Module,
-    attention: AttentionSpec,
+    attention: AttentionName,
     where: str | Sequence[str] = "residual",
     stages: Sequence[int] | None = None,
     init: str | None = "identity",
@@ -333,7 +326,10 @@ def attach(
             )
     chosen = {path: x for path, x in outputs.items() if stages is None or point_stages[path] in stages}
     # everything is built and checked before the model is touched, so a failure leaves it as it was
-    built = {path: _build(model, path, x, attention, attention_kwargs) for path, x in chosen.items()}
+    built = {
+        path: tag_stage(_build(model, path, x, attention, attention_kwargs), point_stages[path])
+        for path, x in chosen.items()
+    }
     points = []
     for path, module in built.items():
         x = chosen[path]
@@ -342,7 +338,7 @@ def attach(
         points.append(AttachedPoint(path, type(module).__name__, x.shape[1], point_stages[path], params, start))
     with _evaluating(model):
         attached = _flat_output(model(example))
-    return AttachReport(tuple(points), tuple(example.shape), *_differences(attached, original))
+    return AttachReport(tuple(points), tuple(example.shape), *max_error(attached, original))
 
 
 def _check_no_attention(model: nn.Module) -> None:
@@ -361,7 +357,7 @@ def _check_no_attention(model: nn.Module) -> None:
         )
 
 
-def _build(model: nn.Module, path: str, x: torch.Tensor, attention: AttentionSpec, kwargs: dict) -> nn.Module:
+def _build(model: nn.Module, path: str, x: torch.Tensor, attention: AttentionName, kwargs: dict) -> nn.Module:
     """The attention module for the host at ``path``, whose output was ``x``."""
     host = model.get_submodule(path)
     if hasattr(host, ATTENTION_CHILD):
@@ -391,27 +387,6 @@ def _insert(host: nn.Module, module: nn.Module, x: torch.Tensor, init: str | Non
     return "changed"
 
 
-def parse_where(text: str) -> str | list[str]:
-    """``where`` from a command-line string: 'residual', 'conv', or comma-separated glob patterns."""
-    return text if text in WHERE_MODES else [p.strip() for p in text.split(",") if p.strip()]
-
-
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """Tensors of a ``.safetensors`` file (attnlab checkpoints included) or of a ``.pt``/``.pth`` state dict
-    (loaded with ``weights_only=True``: no code from the file runs)."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        return load_file(str(path))
-    state = torch.load(path, map_location="cpu", weights_only=True)
-    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
-        raise ValueError(f"{path} holds a {type(state).__name__}, expected a state dict (parameter name -> tensor)")
-    return state
-
-
 def load_original_weights(model: nn.Module, state_dict: dict[str, torch.Tensor]) -> list[str]:
     """Load the weights of ``model`` as it was before :func:`attach` into it; the attention keeps its init.
 
@@ -433,54 +408,3 @@ def load_original_weights(model: nn.Module, state_dict: dict[str, torch.Tensor])
     mismatched = [k for k, v in state_dict.items() if v.shape != own[k].shape]
     model.load_state_dict({k: v for k, v in state_dict.items() if k not in mismatched}, strict=False)
     return mismatched
-
-
-EXTERNAL_SOURCES = ("torchvision", "timm")
-
-
-def _unknown_external(name: str, known: list[str], lister: str) -> ValueError:
-    source, _, arch = name.partition(":")
-    close = difflib.get_close_matches(arch, known, n=3, cutoff=0.6)
-    hint = f" Did you mean {', '.join(repr(f'{source}:{c}') for c in close)}?" if close else ""
-    return ValueError(f"unknown model {name!r}.{hint} The names are those of {lister}.")
-
-
-def create_external_model(
-    name: str,
-    num_classes: int = 1000,
-    attention: AttentionSpec = None,
-    attention_kwargs: dict | None = None,
-    attention_stages: Sequence[int] | None = None,
-    in_chans: int = 3,
-    **kwargs,
-) -> nn.Module:
-    """Build ``'torchvision:ARCH'`` or ``'timm:ARCH'`` with random weights (nothing is downloaded) and, with
-    ``attention``, attach it after the last BN of each residual branch as the papers place it (``init=None``:
-    the modules as their papers have them; for fine-tuning pretrained weights use :func:`attach`)."""
-    check_positive_int("num_classes", num_classes)
-    source, _, arch = name.partition(":")
-    if source == "torchvision":
-        import torchvision
-
-        if in_chans != 3:
-            raise ValueError(f"torchvision models take 3 input channels, got in_chans={in_chans}; use a timm model")
-        if arch not in torchvision.models.list_models():
-            raise _unknown_external(name, torchvision.models.list_models(), "torchvision.models.list_models()")
-        model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
-    elif source == "timm":
-        try:
-            import timm
-        except ImportError:
-            raise ValueError(f"{name!r} needs timm: pip install 'attnlab[timm]'") from None
-        if not timm.is_model(arch):
-            raise _unknown_external(name, timm.list_models(), "timm.list_models()")
-        model = timm.create_model(arch, pretrained=False, num_classes=num_classes, in_chans=in_chans, **kwargs)
-    else:
-        raise ValueError(
-            f"model {name!r}: the prefix must be one of {', '.join(EXTERNAL_SOURCES)}, e.g. 'timm:resnet18'"
-        )
-    model.default_input_size = (in_chans, 224, 224)
-    model.model_name = name
-    if attention not in (None, "none"):
-        attach(model, attention, "residual", attention_stages, init=None, **(attention_kwargs or {}))
-    return model

@@ -8,15 +8,20 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from attnlab.attention import attention_stages, is_attention
+
 MB = 1024**2
 
 
 @dataclass(frozen=True)
 class LayerRow:
+    """One layer that ran: path, class, output shape, parameters, and the stage of an attention module."""
+
     name: str
     type: str
     output_shape: tuple
     params: int
+    stage: int | None = None
 
 
 @dataclass
@@ -59,11 +64,11 @@ class ModelSummary:
         }
 
     def __str__(self) -> str:
-        widths = (52, 22)
+        labels = [f"{r.name} ({r.type}{'' if r.stage is None else f', stage {r.stage}'})" for r in self.rows]
+        widths = (max([52, *map(len, labels)]), 22)
         head = f"{'Layer (type)':<{widths[0]}} {'Output shape':<{widths[1]}} {'Param #':>12}"
         lines = [head, "=" * len(head)]
-        for row in self.rows:
-            label = f"{row.name} ({row.type})"
+        for label, row in zip(labels, self.rows):
             lines.append(f"{label:<{widths[0]}} {_shape_str(row.output_shape):<{widths[1]}} {row.params:>12,}")
         lines += [
             "=" * len(head),
@@ -105,7 +110,7 @@ def _numel(output) -> int:
 
 def _is_leaf(module: nn.Module) -> bool:
     """Layers shown as one row: modules without children, and whole attention modules."""
-    return hasattr(module, "attention_kind") or not any(True for _ in module.children())
+    return is_attention(module) or not any(True for _ in module.children())
 
 
 def summary(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), device: str | torch.device = "cpu") -> ModelSummary:
@@ -113,6 +118,7 @@ def summary(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), devic
     model = model.to(device)
     result = ModelSummary(input_size=tuple(input_size))
     activation_bytes = 0
+    stages = attention_stages(model)
     leaves: dict[nn.Module, str] = {}
     for name, module in model.named_modules():
         if _is_leaf(module) and not any(name.startswith(p + ".") for p in leaves.values() if p):
@@ -122,7 +128,8 @@ def summary(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), devic
         nonlocal activation_bytes
         activation_bytes += _numel(output)
         params = sum(p.numel() for p in module.parameters())
-        result.rows.append(LayerRow(leaves[module], type(module).__name__, _output_shape(output), params))
+        name = leaves[module]
+        result.rows.append(LayerRow(name, type(module).__name__, _output_shape(output), params, stages.get(name)))
 
     handles = [module.register_forward_hook(record) for module in leaves]
     was_training = model.training

@@ -33,7 +33,7 @@ def test_switched_off_equals_model_built_without_it(attention, stages_off, tiny_
     missing, unexpected = without.load_state_dict(model.state_dict(), strict=False)
     assert missing == [] and unexpected and all(".attention." in key for key in unexpected)
     images = tiny_batches[0][0]
-    stages = attention_stage_map("resnet20", {"num_classes": NUM_CLASSES, **kwargs})
+    stages = attention_stage_map(create_model("resnet20", num_classes=NUM_CLASSES, **kwargs))
     paths = [p for p, s in stages.items() if s in stages_off]
     with torch.no_grad():
         full = model(images)
@@ -60,7 +60,7 @@ def test_psa_switched_off_weights_branches_equally():
 
 def test_ablation_rows(tiny_batches):
     model = trained_like("se_resnet20")
-    stages = attention_stage_map("se_resnet20", {"num_classes": NUM_CLASSES})
+    stages = attention_stage_map(create_model("se_resnet20", num_classes=NUM_CLASSES))
     rows = ablate_stages(model, stages, lambda: tiny_batches, NUM_CLASSES)
     settings = ["stage 1", "stage 2", "stage 3", "all"]
     assert [(r.switched_off, r.mode) for r in rows] == [("none", "-"), *((s, "identity") for s in settings),
@@ -83,7 +83,7 @@ def test_mean_gate_of_identical_images_changes_nothing(attention, tiny_batches):
     # With every image the same, each gate's average over the images is its value on each image; coord
     # attention runs its gate twice per pass (height and width), so this also checks the per-call values.
     model = trained_like("resnet20", attention=attention)
-    stages = attention_stage_map("resnet20", {"num_classes": NUM_CLASSES, "attention": attention})
+    stages = attention_stage_map(create_model("resnet20", num_classes=NUM_CLASSES, attention=attention))
     images = tiny_batches[0][0][:1].expand(4, -1, -1, -1)
     means = mean_gate_outputs(model, list(stages), [(images, torch.zeros(4, dtype=torch.long))])
     assert len(means["layer1.0.attention"]) == (2 if attention == "coord" else 1)

@@ -24,7 +24,7 @@ def se_model():
 
 
 def test_stage_map_and_last_blocks():
-    stages = attention_stage_map("se_resnet20", SE_KWARGS)
+    stages = attention_stage_map(create_model("se_resnet20", **SE_KWARGS))
     assert stages == {f"layer{s}.{b}.attention": s for s in (1, 2, 3) for b in range(3)}
     last = ["layer1.2.attention", "layer2.2.attention", "layer3.2.attention"]
     assert last_block_per_stage(stages, se_model()) == last
@@ -32,7 +32,7 @@ def test_stage_map_and_last_blocks():
 
 def test_stage_map_needs_attention():
     with pytest.raises(ValueError, match="no attention modules"):
-        attention_stage_map("resnet20", {"num_classes": 3})
+        attention_stage_map(create_model("resnet20", num_classes=3))
 
 
 def test_sampling_helpers():
@@ -74,7 +74,7 @@ def test_images_per_class_caps_the_sample(tiny_batches):
 
 def test_report_csv_shape_and_range(tiny_batches, tmp_path):
     model = se_model()
-    stages = attention_stage_map("se_resnet20", SE_KWARGS)
+    stages = attention_stage_map(create_model("se_resnet20", **SE_KWARGS))
     blocks = last_block_per_stage(stages, model)
     results = excitation_statistics(model, tiny_batches, NUM_CLASSES, blocks, stages, IMAGES_PER_CLASS)
     report = write_excitation_report(results, ["a", "b", "c"], [0, 2], 5, tmp_path)
@@ -91,7 +91,7 @@ def test_report_csv_shape_and_range(tiny_batches, tmp_path):
 def test_psa_branch_weights_are_a_softmax(tiny_batches):
     torch.manual_seed(0)
     model = create_model("resnet20", **PSA_KWARGS).eval()
-    stages = attention_stage_map("resnet20", PSA_KWARGS)
+    stages = attention_stage_map(create_model("resnet20", **PSA_KWARGS))
     path = last_block_per_stage(stages, model)[-1]
     assert path == "layer3.2.conv1"
     (block,) = excitation_statistics(model, tiny_batches, NUM_CLASSES, [path], stages)

@@ -11,8 +11,22 @@ from PIL import Image
 from attnlab.cli import main
 
 CLASSES = ["circle", "cross", "square"]
-TINY = ["--recipe", "fast", "--epochs", "1", "--img-size", "8", "--cache-size", "8", "--batch-size", "6",
-        "--device", "cpu", "--amp", "off"]
+TINY = [
+    "--recipe",
+    "fast",
+    "--epochs",
+    "1",
+    "--img-size",
+    "8",
+    "--cache-size",
+    "8",
+    "--batch-size",
+    "6",
+    "--device",
+    "cpu",
+    "--amp",
+    "off",
+]
 
 
 def write_image_folder(root: Path, per_class: int) -> None:
@@ -38,10 +52,23 @@ def trained(tmp_path_factory) -> tuple[Path, Path]:
 
 def test_activations_cli(trained, capsys):
     data, run = trained
-    args = ["analyze", "activations", str(run), "--data", str(data), "--classes", "cross,square",
-            "--images-per-class", "1", "--channels", "4", "--device", "cpu"]
+    args = [
+        "analyze",
+        "activations",
+        str(run),
+        "--data",
+        str(data),
+        "--classes",
+        "cross,square",
+        "--images-per-class",
+        "1",
+        "--channels",
+        "4",
+        "--device",
+        "cpu",
+    ]
     assert main(args) == 0
-    rows = list(csv.DictReader(open(run / "analysis" / "activations.csv")))
+    rows = list(csv.DictReader((run / "analysis" / "activations.csv").read_text().splitlines()))
     assert len(rows) == 3 * 4 * 3  # last block of 3 stages x 4 channels x (2 classes + all)
     assert all(0 <= float(r["mean"]) <= 1 for r in rows)
     assert {r["images"] for r in rows if r["class"] == "all"} == {"3"}
@@ -54,8 +81,24 @@ def test_activations_cli(trained, capsys):
 
 def test_ablate_cli(trained, tmp_path):
     data, run = trained
-    assert main(["analyze", "ablate", str(run), "--data", str(data), "--out", str(tmp_path), "--device", "cpu",
-                 "--modes", "identity"]) == 0
+    assert (
+        main(
+            [
+                "analyze",
+                "ablate",
+                str(run),
+                "--data",
+                str(data),
+                "--out",
+                str(tmp_path),
+                "--device",
+                "cpu",
+                "--modes",
+                "identity",
+            ]
+        )
+        == 0
+    )
     rows = json.loads((tmp_path / "ablation.json").read_text())
     settings = [(r["switched_off"], r["mode"]) for r in rows]
     assert settings == [("none", "-")] + [(s, "identity") for s in ("stage 1", "stage 2", "stage 3", "all")]
@@ -65,15 +108,30 @@ def test_ablate_cli(trained, tmp_path):
 def test_cam_cli(trained, tmp_path):
     data, run = trained
     images = [str(data / "test" / name / "0.png") for name in CLASSES[:2]]
-    assert main(["analyze", "cam", str(run), *images, "--compare", str(run), "--out", str(tmp_path),
-                 "--device", "cpu"]) == 0
+    assert (
+        main(["analyze", "cam", str(run), *images, "--compare", str(run), "--out", str(tmp_path), "--device", "cpu"])
+        == 0
+    )
     assert (tmp_path / "cam.png").stat().st_size > 0
 
 
 def test_kernel_sweep_cli(trained, tmp_path, capsys):
     data, _ = trained
-    args = ["analyze", "kernel-sweep", "--model", "eca_resnet20", "--data", str(data), "--k", "3,5", "--seeds", "1",
-            "--out", str(tmp_path), *TINY]
+    args = [
+        "analyze",
+        "kernel-sweep",
+        "--model",
+        "eca_resnet20",
+        "--data",
+        str(data),
+        "--k",
+        "3,5",
+        "--seeds",
+        "1",
+        "--out",
+        str(tmp_path),
+        *TINY,
+    ]
     assert main(args) == 0
     report = json.loads((tmp_path / "kernel_sweep.json").read_text())
     assert [(s["setting"], s["k"]) for s in report["settings"]] == [("adaptive", None), ("k3", 3), ("k5", 5)]

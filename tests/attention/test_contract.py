@@ -9,7 +9,7 @@ from attnlab.attention import attention_class, attention_kind, create_attention,
 
 CHANNELS = 64
 ALL = list_attentions()
-WITH_GATE = [name for name in ALL if name != "none"]
+
 INPLACE = [name for name in ALL if "inplace" in inspect.signature(attention_class(name)).parameters]
 
 
@@ -86,7 +86,7 @@ def test_eval_output_independent_of_batch(name):
         torch.testing.assert_close(module(x)[:1], module(x[:1]))
 
 
-@pytest.mark.parametrize("name", WITH_GATE)
+@pytest.mark.parametrize("name", ALL)
 def test_gate_hook_sees_excitation(name):
     module = build(name).eval()
     seen = []

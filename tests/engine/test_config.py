@@ -1,6 +1,19 @@
+import dataclasses
+
 import pytest
 
-from attnlab.engine.config import config_from_run, list_recipes, load_recipe, resolve_config
+from attnlab.data import AUGMENTS
+from attnlab.engine.config import (
+    AMP_MODES,
+    NORMALIZATIONS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TrainConfig,
+    config_from_run,
+    list_recipes,
+    load_recipe,
+    resolve_config,
+)
 from attnlab.engine.schedule import lr_factor
 
 
@@ -12,11 +25,22 @@ def test_shipped_recipes_follow_the_issue():
     paddle = resolve_config("paddle-cifar")
     assert (paddle.label_smoothing, paddle.weight_decay, paddle.schedule, paddle.img_size) == (0.1, 1e-5, "cosine", 128)
     assert (paddle.cache_size, paddle.augment, paddle.normalize, paddle.optimizer, paddle.lr) == (
-        130, "paddle", "imagenet", "adam", 1e-3)
+        130,
+        "paddle",
+        "imagenet",
+        "adam",
+        1e-3,
+    )
     assert (paddle.batch_size, paddle.epochs) == (128, 50) and paddle.mixup > 0
     epsa = resolve_config("epsanet-cifar")
     assert (epsa.img_size, epsa.normalize, epsa.optimizer, epsa.lr, epsa.batch_size, epsa.epochs) == (
-        224, "imagenet", "adam", 1e-3, 64, 10)
+        224,
+        "imagenet",
+        "adam",
+        1e-3,
+        64,
+        10,
+    )
     imagenet = resolve_config("paper-imagenet")
     assert (imagenet.optimizer, imagenet.lr, imagenet.momentum, imagenet.weight_decay) == ("sgd", 0.1, 0.9, 1e-4)
     assert (imagenet.milestones, imagenet.lr_gamma, imagenet.epochs) == ([30, 60, 90], 0.1, 100)
@@ -63,3 +87,19 @@ def test_cosine_per_step_and_onecycle():
     fast = resolve_config("fast", epochs=4, warmup_epochs=1)
     ramp = [lr_factor(s, 10, fast) for s in range(40)]
     assert ramp[9] == pytest.approx(1.0) and ramp[0] == pytest.approx(0.1) and ramp[-1] == pytest.approx(1 / 30)
+
+
+def test_choices_live_in_the_field_metadata_and_validate_reads_them():
+    fields = dataclasses.fields(TrainConfig)
+    choices = {f.name: f.metadata["choices"] for f in fields if "choices" in f.metadata}
+    assert choices == {
+        "augment": tuple(AUGMENTS),
+        "normalize": NORMALIZATIONS,
+        "optimizer": OPTIMIZERS,
+        "schedule": SCHEDULES,
+        "amp": AMP_MODES,
+    }
+    for name, values in choices.items():
+        assert [getattr(resolve_config("fast", **{name: value}), name) for value in values] == list(values)
+        with pytest.raises(ValueError, match=f"{name} must be one of {', '.join(values)}, got 'x'"):
+            resolve_config("fast", **{name: "x"})

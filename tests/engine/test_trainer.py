@@ -132,7 +132,7 @@ def test_cli_reports_divergence_with_exit_code_1(monkeypatch, capsys, tmp_path):
     def diverging(config, resume=False):
         raise TrainingDiverged("the training loss became inf in epoch 1")
 
-    monkeypatch.setattr("attnlab.engine.trainer.train", diverging)
+    monkeypatch.setattr("attnlab.cli.train", diverging)
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["train", "--out", str(tmp_path)])
     assert exit_info.value.code == 1 and "loss became inf" in capsys.readouterr().err

@@ -3,6 +3,7 @@ import torch
 from torch import nn
 
 from attnlab.attention.eca import eca_kernel_size
+from attnlab.attention import AttentionPlacement
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models.alexnet import AlexNet
 from model_helpers import num_params
@@ -78,7 +79,7 @@ def test_other_input_sizes_raise_a_clear_error():
             model(torch.randn(1, 1, 224, 224))
         with pytest.raises(ValueError, match="got 120x128, which gives 2x3"):
             model(torch.randn(1, 1, 120, 128))
-    with pytest.raises(ValueError, match=r"expected an image batch of shape \(N, 1, H, W\)"):
+    with pytest.raises(ValueError, match="expected 1 input channels, got 3.*in_chans=3"):
         model(torch.randn(1, 3, 128, 128))
 
 
@@ -103,4 +104,4 @@ def test_other_gates_and_explicit_kwargs():
     eca = create_model("alexnet_eca", attention_kwargs={"k_size": 7})
     assert [layer["k_size"] for layer in attention_layers(eca)] == [7] * 5
     with pytest.raises(ValueError, match=r"needs one dict per stage \(5\), got 1"):
-        AlexNet(attention="eca", stage_attention_kwargs=({"k_size": 3},))
+        AlexNet(attention=AttentionPlacement("eca", stage_kwargs=({"k_size": 3},)))

@@ -139,5 +139,5 @@ def test_default_input_size_and_other_inputs():
         assert model(torch.randn(2, 1, 80, 76)).shape == (2, 5)
     with pytest.raises(ValueError, match="Inception-v3 needs inputs of at least 75x75.*got 74x80"):
         model(torch.randn(1, 1, 74, 80))
-    with pytest.raises(ValueError, match=r"expected an image batch of shape \(N, 1, H, W\)"):
+    with pytest.raises(ValueError, match="expected 1 input channels, got 3.*in_chans=3"):
         model(torch.randn(1, 3, 80, 80))

@@ -4,6 +4,7 @@ import torchvision
 from torch import nn
 
 from attnlab.attention.eca import eca_kernel_size
+from attnlab.attention import AttentionPlacement
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models.mobilenet import InvertedResidual, MobileNetV2, make_divisible
 from model_helpers import num_params, meta_params, se_params
@@ -146,8 +147,8 @@ def test_forward_shapes_width_and_channels():
 
 def test_bad_arguments():
     with pytest.raises(ValueError, match=r"needs one dict per stage \(7\), got 2"):
-        MobileNetV2(attention="se", stage_attention_kwargs=({}, {}))
+        MobileNetV2(attention=AttentionPlacement("se", stage_kwargs=({}, {})))
     with pytest.raises(ValueError, match="width_mult must be > 0"):
         MobileNetV2(width_mult=0)
-    with pytest.raises(ValueError, match=r"expected an image batch of shape \(N, 3, H, W\)"):
+    with pytest.raises(ValueError, match=r"expected a 4D input \(N, 3, H, W\), got a 3D tensor.*add a batch dimension"):
         create_model("mobilenet_v2")(torch.randn(3, 32, 32))

@@ -3,8 +3,8 @@ import torch
 from torch import nn
 
 import attnlab
+from attnlab.attention import AttentionPlacement, attention_stages, is_attention
 from attnlab.models import create_model, default_input_size, get_model_info, list_models, register_model
-from attnlab.models._registry import AttentionFactory
 
 NAMED = {
     "resnet18", "resnet34", "resnet50", "resnet101", "resnet152", "resnext50_32x4d",
@@ -49,34 +49,30 @@ def test_errors():
         create_model("resnet20", in_chans=0)
     with pytest.raises(ValueError, match="already registered"):
         register_model("resnet18")(lambda **kw: nn.Identity())
-    with pytest.raises(ValueError, match=r"already comes with attention 'se'.*create_model\('resnet18', attention='none'\)"):
-        create_model("se_resnet18", attention="none")
+    with pytest.raises(ValueError, match=r"already comes with attention 'se'.*create_model\('resnet18', attention='eca'\)"):
+        create_model("se_resnet18", attention="eca")
     with pytest.raises(ValueError, match=r"create_model\('alexnet', attention='se'\)"):
         create_model("alexnet_eca", attention="se")
-
-
-def test_attention_factory_switches_stages():
-    factory = AttentionFactory("se", {"reduction": 4}, [2], num_stages=3)
-    assert factory.gate(16, 1) is None and factory.gate(16, 2).fc1.out_channels == 4
-    assert factory.conv(16, 16, 1, 2) is None  # 'se' is a gate, not a conv replacement
-    psa = AttentionFactory("psa", None, None, num_stages=4).conv(64, 64, 2, 1)
-    assert psa(torch.randn(1, 64, 8, 8)).shape == (1, 64, 4, 4)
-    assert AttentionFactory(None, None, None, num_stages=4).gate(64, 1) is None
-    per_stage = AttentionFactory("eca", None, None, num_stages=2, stage_kwargs=[{"k_size": 1}, {"k_size": 3}])
-    assert [per_stage.gate(64, s).k_size for s in (1, 2)] == [1, 3]
-    overridden = AttentionFactory("eca", {"k_size": 5}, None, num_stages=2, stage_kwargs=[{"k_size": 1}, {}])
-    assert overridden.gate(64, 1).k_size == 5
-    with pytest.raises(ValueError, match="one dict per stage"):
-        AttentionFactory("eca", None, None, num_stages=2, stage_kwargs=[{}])
 
 
 @pytest.mark.parametrize("attention", ["se", "eca", "cbam"])
 def test_backbone_gates_scale_in_place_at_inference_only(attention):
     model = create_model("resnet20", num_classes=10, attention=attention).eval()
-    assert all(m.inplace for m in model.modules() if hasattr(m, "attention_kind"))
+    assert all(m.inplace for m in model.modules() if is_attention(m))
     reference = create_model("resnet20", num_classes=10, attention=attention, attention_kwargs={"inplace": False})
     reference.load_state_dict(model.state_dict())
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():
         torch.testing.assert_close(model(x), reference.eval()(x))
     model.train()(x).sum().backward()  # autograd falls back to out-of-place products
+
+
+def test_placement_object_and_registry_presets():
+    placement = AttentionPlacement("eca", {"k_size": 3}, stages=(2,))
+    model = create_model("resnet20", num_classes=10, attention=placement)
+    assert set(attention_stages(model).values()) == {2}
+    assert all(layer["k_size"] == 3 for layer in attnlab.attention_layers(model))
+    # the name's preset (the ECA paper's fixed k per AlexNet layer) survives attention_stages
+    layers = attnlab.attention_layers(create_model("alexnet_eca", attention_stages=(1, 5)))
+    assert [(layer["stage"], layer["k_size"]) for layer in layers] == [(1, 3), (5, 3)]
+    assert get_model_info("alexnet_eca").attention.stage_kwargs[2] == {"k_size": 5}

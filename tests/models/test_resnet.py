@@ -4,6 +4,7 @@ import torchvision
 from torch import nn
 
 import attnlab
+from attnlab.attention import AttentionPlacement
 from attnlab.attention import attention_kind, get_attention_info
 from attnlab.attention.eca import eca_kernel_size
 from attnlab.models import attention_layers, create_model
@@ -109,7 +110,7 @@ def test_conv_attention_replaces_the_strided_3x3_conv():
 def test_plain_model_has_no_attention_modules():
     model = create_model("resnet18")
     assert attention_layers(model) == [] and all(block.attention is None for block in model.layer1)
-    assert attention_layers(create_model("resnet18", attention="none")) == []
+    assert attention_layers(create_model("resnet18", attention=None)) == []
 
 
 @pytest.mark.parametrize("stages, expected", [((1, 2, 3), 13), ((4,), 3), ((2, 3), 10)])
@@ -130,13 +131,11 @@ def test_every_attention_builds_into_resnet18_and_runs(attention):
     out = model(torch.randn(2, 3, 32, 32))
     assert out.shape == (2, 10) and torch.isfinite(out).all()
     layers = attention_layers(model)
-    assert len(layers) == (0 if attention == "none" else 8)  # one per BasicBlock
-    if layers:
-        assert {layer["kind"] for layer in layers} == {attention_kind(attention)}
-        slot = "conv1" if attention_kind(attention) == "conv" else "attention"
-        assert [layer["path"] for layer in layers] == [
-            f"layer{s}.{b}.{slot}" for s in range(1, 5) for b in range(2)
-        ]
+    assert len(layers) == 8  # one per BasicBlock
+    assert {layer["kind"] for layer in layers} == {attention_kind(attention)}
+    slot = "conv1" if attention_kind(attention) == "conv" else "attention"
+    assert [layer["path"] for layer in layers] == [f"layer{s}.{b}.{slot}" for s in range(1, 5) for b in range(2)]
+    assert [layer["stage"] for layer in layers] == [s for s in range(1, 5) for _ in range(2)]
 
 
 def test_attention_given_as_a_class_and_with_kwargs():
@@ -164,7 +163,7 @@ def test_zero_init_residual_zeroes_last_bn_of_every_block():
 
 def test_gate_modules_keep_their_own_init_and_convs_are_he_normal():
     torch.manual_seed(0)
-    model = ResNet(BasicBlock, [1, 1, 1, 1], attention="se", attention_kwargs={"reduction": 4})
+    model = ResNet(BasicBlock, [1, 1, 1, 1], attention=AttentionPlacement("se", {"reduction": 4}))
     fc1 = model.layer4[0].attention.fc1
     default_bound = 1 / fc1.in_channels**0.5  # PyTorch's default conv init is uniform within this bound
     assert fc1.weight.abs().max() <= default_bound
@@ -185,5 +184,5 @@ def test_bad_arguments_give_clear_errors():
         ResNet(Bottleneck, [3, 4, 6])
     with pytest.raises(ValueError, match="BasicBlock only supports groups=1"):
         ResNet(BasicBlock, [2, 2, 2, 2], groups=32, width_per_group=4)
-    with pytest.raises(ValueError, match=r"expected an image batch of shape \(N, 3, H, W\).*in_chans=1"):
+    with pytest.raises(ValueError, match="expected 3 input channels, got 1.*in_chans=1"):
         create_model("resnet18")(torch.randn(1, 1, 32, 32))

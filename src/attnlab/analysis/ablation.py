@@ -24,6 +24,7 @@ from torch import nn
 
 from attnlab.analysis.gates import attention_switched_off, gates_fixed, mean_gate_outputs
 from attnlab.engine.evaluate import evaluate
+from attnlab.utils import markdown_table
 
 Batches = Callable[[], Iterable[tuple[torch.Tensor, torch.Tensor]]]
 MODES = ("identity", "mean")
@@ -74,24 +75,32 @@ def ablate_stages(
             paths = [p for p, s in stages.items() if s in off]
             with switched_off(mode, paths):
                 result = evaluate(model, batches(), num_classes, device)
-            rows.append(AblationRow(label, mode, off, len(paths), result.top1, result.top5, result.loss,
-                                    100 * (result.top1 - full.top1)))
+            rows.append(
+                AblationRow(
+                    label, mode, off, len(paths), result.top1, result.top5, result.loss, 100 * (result.top1 - full.top1)
+                )
+            )
     return rows
 
 
 def ablation_markdown(rows: list[AblationRow], title: str = "") -> str:
     """The rows as a Markdown table (accuracies in %, delta in points vs the full model)."""
     lines = [f"### {title}", ""] if title else []
-    lines += [
-        "| attention switched off | replaced by | blocks | top-1 (%) | delta top-1 (points) | top-5 (%) | loss |",
-        "|---|---|---:|---:|---:|---:|---:|",
-    ]
+    head = ["attention switched off", "replaced by", "blocks", "top-1 (%)", "delta top-1 (points)", "top-5 (%)", "loss"]
     replaced = {"-": "-", "identity": "identity (gate = 1)", "mean": "mean gate"}
-    lines += [
-        f"| {r.switched_off} | {replaced[r.mode]} | {r.blocks} | {100 * r.top1:.2f} | {r.delta_top1:+.2f} | "
-        f"{100 * r.top5:.2f} | {r.loss:.4f} |"
+    cells = [
+        [
+            r.switched_off,
+            replaced[r.mode],
+            r.blocks,
+            f"{100 * r.top1:.2f}",
+            f"{r.delta_top1:+.2f}",
+            f"{100 * r.top5:.2f}",
+            f"{r.loss:.4f}",
+        ]
         for r in rows
     ]
+    lines.append(markdown_table(head, cells, align="llrrrrr"))
     return "\n".join(lines) + "\n"
 
 

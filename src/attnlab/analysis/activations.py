@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from attnlab.analysis.gates import last_block_per_stage, record_gates
+from attnlab.utils import new_figure
 
 
 @dataclass
@@ -115,8 +116,17 @@ def excitation_statistics(
         total = counts.sum().double()
         overall_mean = sums[path].sum(0) / total
         overall_std = (squares[path].sum(0) / total - overall_mean.square()).clamp_min(0).sqrt()
-        results.append(BlockExcitation(path, (stages or {}).get(path), counts.clone(), mean.float(), std.float(),
-                                       overall_mean.float(), overall_std.float()))
+        results.append(
+            BlockExcitation(
+                path,
+                (stages or {}).get(path),
+                counts.clone(),
+                mean.float(),
+                std.float(),
+                overall_mean.float(),
+                overall_std.float(),
+            )
+        )
     return results
 
 
@@ -148,10 +158,28 @@ def write_excitation_report(
         for block in blocks:
             for c in sample_channels(block.mean.shape[1], channels):
                 for k in chosen:
-                    writer.writerow([block.path, block.stage, c, class_names[k], int(block.counts[k]),
-                                     f"{block.mean[k, c].item():.6f}", f"{block.std[k, c].item():.6f}"])
-                writer.writerow([block.path, block.stage, c, "all", int(block.counts.sum()),
-                                 f"{block.overall_mean[c].item():.6f}", f"{block.overall_std[c].item():.6f}"])
+                    writer.writerow(
+                        [
+                            block.path,
+                            block.stage,
+                            c,
+                            class_names[k],
+                            int(block.counts[k]),
+                            f"{block.mean[k, c].item():.6f}",
+                            f"{block.std[k, c].item():.6f}",
+                        ]
+                    )
+                writer.writerow(
+                    [
+                        block.path,
+                        block.stage,
+                        c,
+                        "all",
+                        int(block.counts.sum()),
+                        f"{block.overall_mean[c].item():.6f}",
+                        f"{block.overall_std[c].item():.6f}",
+                    ]
+                )
     plot_excitations(blocks, class_names, chosen, channels, out / "activations.png")
     report = {
         "classes": [class_names[k] for k in chosen],
@@ -169,12 +197,8 @@ def plot_excitations(
     blocks: Sequence[BlockExcitation], class_names: Sequence[str], chosen: Sequence[int], channels: int, path: Path
 ) -> Path:
     """One panel per block: class means (band: +- within-class std) and the all-class mean on sampled channels."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(len(blocks), 1, figsize=(10, 2.6 * len(blocks)), squeeze=False)
+    fig = new_figure(10, 2.6 * len(blocks))
+    axes = fig.subplots(len(blocks), 1, squeeze=False)
     for ax, block in zip(axes[:, 0], blocks):
         index = sample_channels(block.mean.shape[1], channels)
         x = range(len(index))
@@ -183,17 +207,18 @@ def plot_excitations(
             line = ax.plot(x, mean, lw=1.2, label=class_names[k])[0]
             ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.12, lw=0)
         ax.plot(x, block.overall_mean[index], "k--", lw=1.5, label="all")
-        ax.set_title(f"{block.path} (stage {block.stage}): specificity {block.specificity:.3f}, "
-                     f"saturation {block.saturation:.3f}", fontsize=9)
+        ax.set_title(
+            f"{block.path} (stage {block.stage}): specificity {block.specificity:.3f}, "
+            f"saturation {block.saturation:.3f}",
+            fontsize=9,
+        )
         ax.set_ylabel("activation")
         ticks = list(x)[:: max(1, len(index) // 10)]
         ax.set_xticks(ticks, [str(index[t]) for t in ticks], fontsize=7)
         ax.grid(alpha=0.3)
     axes[-1, 0].set_xlabel("channel index")
     axes[0, 0].legend(fontsize=7, ncol=min(5, len(chosen) + 1), loc="best")
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -235,8 +260,12 @@ def excitation_study(
 
 def excitation_table(report: dict) -> str:
     """The per-block summary of a report as aligned text."""
-    lines = [f"{'block':<28} {'stage':>5} {'channels':>8} {'images':>6} {'specificity':>11} "
-             f"{'within-class std':>16} {'saturation':>10}"]
+    lines = [
+        (
+            f"{'block':<28} {'stage':>5} {'channels':>8} {'images':>6} {'specificity':>11} "
+            f"{'within-class std':>16} {'saturation':>10}"
+        )
+    ]
     lines += [
         f"{b['block']:<28} {b['stage'] if b['stage'] is not None else '-':>5} {b['channels']:>8} {b['images']:>6} "
         f"{b['class_specificity']:>11.4f} {b['within_class_std']:>16.4f} {b['saturation']:>10.4f}"

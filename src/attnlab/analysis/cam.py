@@ -1,5 +1,9 @@
 """Grad-CAM (Selvaraju et al., "Grad-CAM: Visual Explanations from Deep Networks via Gradient-based
-Localization", ICCV 2017) on the last convolutional stage, and heat maps overlaid on the images."""
+Localization", ICCV 2017) on the last convolutional stage, and heat maps overlaid on the images.
+
+The last stage is what the model's ``forward_features`` returns (timm's interface, which attnlab backbones and
+timm models offer); for other models (torchvision's) it is found by :func:`last_conv_stage`.
+"""
 
 from __future__ import annotations
 
@@ -11,10 +15,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attnlab.data import Preprocess, read_image
+from attnlab.utils import new_figure
+
 
 def last_conv_stage(model: nn.Module, images: torch.Tensor) -> str:
-    """Name of the last top-level child (in execution order) whose output is a spatial map larger than 1x1:
-    ``layer4`` of an ImageNet ResNet at 224 px, ``layer3`` of a CIFAR ResNet, ``features`` of AlexNet."""
+    """For a model without ``forward_features``: the name of the last top-level child (in execution order) whose
+    output is a spatial map larger than 1x1 (``layer4`` of a torchvision ResNet, ``features`` of its MobileNet)."""
     order: list[tuple[str, tuple[int, ...]]] = []
     handles = [
         child.register_forward_hook(lambda _m, _i, out, name=name: order.append((name, tuple(out.shape))))
@@ -41,13 +48,35 @@ def grad_cam(
     """Grad-CAM maps for ``images`` (N, C, H, W).
 
     The map of class c is ``ReLU(sum_k a_k A_k)`` with ``A`` the (N, K, h, w) output of ``target_layer``
-    (default: ``last_conv_stage``) and ``a_k`` the spatial mean of d logit_c / d A_k; it is upsampled bilinearly to
+    (default: ``model.forward_features``, else :func:`last_conv_stage`) and ``a_k`` the spatial mean of d logit_c / d A_k; it is upsampled bilinearly to
     (H, W) and divided by its maximum (an all-zero map stays zero). ``classes`` (N,) defaults to the predictions.
     Returns (maps (N, H, W) in [0, 1], classes (N,), softmax probability of those classes (N,)).
     """
     if images.dim() != 4:
         raise ValueError(f"expected an image batch (N, C, H, W), got shape {tuple(images.shape)}")
     model.eval()
+    with torch.enable_grad():
+        # the input joins the graph so that A needs a gradient even for a parameter-free stem
+        activation, logits = _activation_and_logits(model, images.detach().requires_grad_(), target_layer)
+        if classes is None:
+            classes = logits.argmax(1)
+        classes = classes.to(logits.device)
+        (grads,) = torch.autograd.grad(logits.gather(1, classes[:, None]).sum(), activation)
+    weights = grads.mean((2, 3), keepdim=True)
+    maps = F.relu((weights * activation).sum(1, keepdim=True)).detach().float()
+    maps = F.interpolate(maps, size=images.shape[2:], mode="bilinear", align_corners=False)[:, 0]
+    peak = maps.flatten(1).amax(1).clamp_min(torch.finfo(maps.dtype).tiny)
+    probs = logits.detach().softmax(1).gather(1, classes[:, None])[:, 0]
+    return maps / peak[:, None, None], classes, probs
+
+
+def _activation_and_logits(
+    model: nn.Module, images: torch.Tensor, target_layer: str | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(the explained activation A, float logits) of one forward pass."""
+    if target_layer is None and hasattr(model, "forward_features"):
+        activation = model.forward_features(images)
+        return activation, model.forward_head(activation).float()
     try:
         layer = model.get_submodule(target_layer or last_conv_stage(model, images))
     except AttributeError:
@@ -56,22 +85,10 @@ def grad_cam(
     captured: list[torch.Tensor] = []
     handle = layer.register_forward_hook(lambda _m, _i, out: captured.append(out))
     try:
-        with torch.enable_grad():
-            # the input joins the graph so that A needs a gradient even for a parameter-free stem
-            logits = model(images.detach().requires_grad_()).float()
-            if classes is None:
-                classes = logits.argmax(1)
-            classes = classes.to(logits.device)
-            activation = captured[-1]
-            (grads,) = torch.autograd.grad(logits.gather(1, classes[:, None]).sum(), activation)
+        logits = model(images).float()
     finally:
         handle.remove()
-    weights = grads.mean((2, 3), keepdim=True)
-    maps = F.relu((weights * activation).sum(1, keepdim=True)).detach().float()
-    maps = F.interpolate(maps, size=images.shape[2:], mode="bilinear", align_corners=False)[:, 0]
-    peak = maps.flatten(1).amax(1).clamp_min(torch.finfo(maps.dtype).tiny)
-    probs = logits.detach().softmax(1).gather(1, classes[:, None])[:, 0]
-    return maps / peak[:, None, None], classes, probs
+    return captured[-1], logits
 
 
 @dataclass
@@ -88,8 +105,6 @@ class CamPanel:
 def prepare_image_files(paths: Sequence[str | Path], preprocess) -> tuple[torch.Tensor, torch.Tensor]:
     """Image files -> (model input (N, 3, S, S) prepared as the run evaluated, the same images (N, S, S, 3) in
     [0, 1] for display). ``preprocess`` is the checkpoint's :class:`attnlab.data.Preprocess`."""
-    from attnlab.data import read_image
-
     raw = torch.stack([read_image(p, preprocess.cache_size, preprocess.fit) for p in paths])
     inputs = preprocess.eval(raw)
     mean, std = (torch.tensor(v)[:, None, None] for v in (preprocess.mean, preprocess.std))
@@ -102,8 +117,6 @@ def cam_panel(
 ) -> CamPanel:
     """Grad-CAM of a trained model (and its checkpoint ``metadata``) on image files, captioned with the predicted
     class and its probability."""
-    from attnlab.data import Preprocess
-
     inputs, shown = prepare_image_files(paths, Preprocess.from_dict(metadata["preprocess"]))
     maps, classes, probs = grad_cam(model, inputs.to(device), target_layer)
     captions = [f"{metadata['classes'][c]} {p:.2f}" for c, p in zip(classes.tolist(), probs.tolist())]
@@ -112,13 +125,9 @@ def cam_panel(
 
 def plot_cams(panels: Sequence[CamPanel], path: str | Path, names: Sequence[str] | None = None) -> Path:
     """One row per image: the image (as the first model saw it), then each model's heat map over its input."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     n, cols = len(panels[0].images), 1 + len(panels)
-    fig, axes = plt.subplots(n, cols, figsize=(2.6 * cols, 2.8 * n), squeeze=False)
+    fig = new_figure(2.6 * cols, 2.8 * n)
+    axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(panels[0].images[i].numpy())
         axes[i, 0].set_title(names[i] if names else f"image {i}", fontsize=8)
@@ -128,8 +137,6 @@ def plot_cams(panels: Sequence[CamPanel], path: str | Path, names: Sequence[str]
             ax.set_title(f"{panel.title}\n{panel.captions[i]}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
-    fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

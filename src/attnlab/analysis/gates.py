@@ -1,8 +1,8 @@
 """A model's attention modules by stage, observing their gates, and switching them off.
 
 Every attention module exposes its excitation through a submodule named ``gate``; the helpers here hook that
-submodule. Stages are found from the model registry itself (the model is rebuilt on the meta device with
-attention in one stage at a time), so they follow whatever the backbone calls a stage.
+submodule. Stages are those each module was tagged with when it was inserted (by the backbone or by
+:func:`attnlab.attach`; see :func:`attnlab.attention.attention_stages`).
 """
 
 from __future__ import annotations
@@ -13,32 +13,17 @@ from contextlib import ExitStack, contextmanager
 import torch
 from torch import nn
 
-from attnlab.models import attention_layers, create_model
-
-MAX_STAGES = 16
+from attnlab.attention import attention_layers, attention_stages
 
 
-def attention_stage_map(model_name: str, model_kwargs: dict | None = None) -> dict[str, int]:
-    """{module path: 1-based stage} of every attention module of ``create_model(model_name, **model_kwargs)``.
-
-    ``model_kwargs`` is what a checkpoint records (num_classes, attention, attention_kwargs); stages are read off
-    models built with ``attention_stages=(s,)`` for s = 1, 2, ... until the backbone has no stage s.
-    """
-    kwargs = {k: v for k, v in (model_kwargs or {}).items() if v is not None and k != "attention_stages"}
-    stages: dict[str, int] = {}
-    with torch.device("meta"):
-        for stage in range(1, MAX_STAGES + 1):
-            try:
-                model = create_model(model_name, attention_stages=(stage,), **kwargs)
-            except ValueError:
-                if stage == 1:
-                    raise
-                break
-            stages.update({layer["path"]: stage for layer in attention_layers(model)})
+def attention_stage_map(model: nn.Module) -> dict[str, int]:
+    """{module path: 1-based stage} of every attention module of ``model``, built in by a backbone or attached;
+    ValueError for a model without attention."""
+    stages = attention_stages(model)
     if not stages:
         raise ValueError(
-            f"model {model_name!r} with {kwargs} has no attention modules; analyse a model built with attention, "
-            "e.g. se_resnet20 or --attention eca"
+            f"{getattr(model, 'model_name', type(model).__name__)} has no attention modules; analyse a model built "
+            "with attention (e.g. se_resnet20, --attention eca) or trained with --attach"
         )
     return stages
 

@@ -16,6 +16,7 @@ import torch
 
 from attnlab.bench.compare import ModelEntry, compare
 from attnlab.models import attention_layers, create_model
+from attnlab.utils import markdown_table, new_figure
 
 ADAPTIVE = "adaptive"
 
@@ -65,31 +66,39 @@ def _adaptive_label(adaptive_k: Sequence[int]) -> str:
 def sweep_markdown(rows: Sequence[dict], adaptive_k: Sequence[int], title: str = "") -> str:
     """The rows as a Markdown table (last-epoch val top-1 in %, mean +- sample std over seeds, each seed)."""
     lines = [f"### {title}", ""] if title else []
-    lines += ["| kernel size | seeds | val top-1 (%) | delta vs adaptive (points) | per seed |",
-              "|---|---:|---:|---:|---|"]
+    head = ["kernel size", "seeds", "val top-1 (%)", "delta vs adaptive (points)", "per seed"]
     adaptive = next(100 * r["val_acc"]["mean"] for r in rows if r["k"] is None)
+    cells = []
     for row in rows:
         stats = row["val_acc"]
-        setting = _adaptive_label(adaptive_k) if row["k"] is None else f"k = {row['k']}"
-        per_seed = ", ".join(f"{100 * a:.2f}" for a in stats["per_seed"])
-        lines.append(f"| {setting} | {len(stats['per_seed'])} | {100 * stats['mean']:.2f} +- {100 * stats['std']:.2f} "
-                     f"| {100 * stats['mean'] - adaptive:+.2f} | {per_seed} |")
+        cells.append(
+            [
+                _adaptive_label(adaptive_k) if row["k"] is None else f"k = {row['k']}",
+                len(stats["per_seed"]),
+                f"{100 * stats['mean']:.2f} +- {100 * stats['std']:.2f}",
+                f"{100 * stats['mean'] - adaptive:+.2f}",
+                ", ".join(f"{100 * a:.2f}" for a in stats["per_seed"]),
+            ]
+        )
+    lines.append(markdown_table(head, cells, align="lrrrl"))
     return "\n".join(lines) + "\n"
 
 
 def plot_kernel_sweep(rows: Sequence[dict], adaptive_k: Sequence[int], path: str | Path, title: str = "") -> Path:
     """Val top-1 vs fixed k (mean with std error bars, seeds as dots); the adaptive k as a horizontal line
     with a +- std band."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     fixed = sorted((row for row in rows if row["k"] is not None), key=lambda row: row["k"])
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
     ks = [row["k"] for row in fixed]
-    ax.errorbar(ks, [100 * r["val_acc"]["mean"] for r in fixed], yerr=[100 * r["val_acc"]["std"] for r in fixed],
-                marker="o", capsize=4, label="fixed k")
+    ax.errorbar(
+        ks,
+        [100 * r["val_acc"]["mean"] for r in fixed],
+        yerr=[100 * r["val_acc"]["std"] for r in fixed],
+        marker="o",
+        capsize=4,
+        label="fixed k",
+    )
     for row in fixed:
         seeds = row["val_acc"]["per_seed"]
         ax.scatter([row["k"]] * len(seeds), [100 * a for a in seeds], s=10, color="gray", alpha=0.6)
@@ -101,10 +110,8 @@ def plot_kernel_sweep(rows: Sequence[dict], adaptive_k: Sequence[int], path: str
     ax.set(xlabel="ECA kernel size k", ylabel="val top-1 (%)", xticks=ks, title=title or "ECA kernel size sweep")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     path = Path(path)
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -131,7 +138,11 @@ def kernel_sweep(
     out = Path(out)
     table = sweep_markdown(rows, adaptive_k, title)
     (out / "kernel_sweep.md").write_text(table)
-    (out / "kernel_sweep.json").write_text(json.dumps({"model": model, "recipe": recipe, "overrides": overrides,
-                                                       "adaptive_k": adaptive_k, "settings": rows}, indent=2))
+    (out / "kernel_sweep.json").write_text(
+        json.dumps(
+            {"model": model, "recipe": recipe, "overrides": overrides, "adaptive_k": adaptive_k, "settings": rows},
+            indent=2,
+        )
+    )
     plot_kernel_sweep(rows, adaptive_k, out / "kernel_sweep.png", title)
     return table

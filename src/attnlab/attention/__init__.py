@@ -2,7 +2,9 @@
 
 Gate modules ``M(channels, **kw)`` map (N, C, H, W) to the same shape; their excitation values come out of a
 submodule named ``gate`` (hook it to observe them). Conv-replacement modules ``M(in_channels, out_channels,
-stride=1, **kw)`` stand in for a 3x3 convolution. ``create_attention`` builds either kind by registry name.
+stride=1, **kw)`` stand in for a 3x3 convolution. ``create_attention`` builds either kind by registry name;
+:class:`AttentionPlacement` says where a backbone puts them, and every inserted module records its stage
+(:func:`attention_stages`).
 """
 
 from . import (  # noqa: F401  (importing a family registers its modules)
@@ -14,7 +16,6 @@ from . import (  # noqa: F401  (importing a family registers its modules)
     gather_excite,
     gct,
     global_context,
-    identity,
     psa,
     se,
     selective_kernel,
@@ -32,13 +33,27 @@ from ._registry import (
     list_attentions,
     register_attention,
 )
+from .placement import (
+    AttentionFactory,
+    AttentionPlacement,
+    attention_layers,
+    attention_stages,
+    is_attention,
+    tag_stage,
+)
 
 __all__ = [
+    "AttentionFactory",
     "AttentionInfo",
+    "AttentionPlacement",
     "attention_class",
     "attention_kind",
+    "attention_layers",
+    "attention_stages",
     "create_attention",
     "get_attention_info",
+    "is_attention",
     "list_attentions",
     "register_attention",
+    "tag_stage",
 ]

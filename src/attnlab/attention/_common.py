@@ -5,6 +5,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attnlab.utils import check_input, check_positive_int
+
+__all__ = ["apply_gate", "check_input", "check_odd_kernel", "check_positive_int", "create_act", "global_avg_pool",
+           "global_max_pool", "reduced_channels"]
+
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,
     "swish": nn.SiLU,
@@ -31,13 +36,6 @@ def create_act(act: str | type[nn.Module] | nn.Module) -> nn.Module:
     return cls(inplace=True) if cls in (nn.ReLU, nn.SiLU, nn.Hardswish, nn.Hardsigmoid) else cls()
 
 
-def check_positive_int(name: str, value: int) -> int:
-    """Return ``value`` if it is an int >= 1, else raise ValueError naming ``name``."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return value
-
-
 def reduced_channels(channels: int, reduction: float, min_channels: int = 1) -> int:
     """Hidden width ``channels // reduction`` of a bottleneck; raises if it falls below ``min_channels``."""
     check_positive_int("channels", channels)
@@ -52,15 +50,12 @@ def reduced_channels(channels: int, reduction: float, min_channels: int = 1) -> 
     return hidden
 
 
-def check_input(x: torch.Tensor, channels: int) -> None:
-    """Raise ValueError unless ``x`` is (N, channels, H, W)."""
-    if x.dim() != 4:
-        raise ValueError(f"expected a 4D input (N, C, H, W), got a {x.dim()}D tensor of shape {tuple(x.shape)}")
-    if x.shape[1] != channels:
-        raise ValueError(
-            f"expected {channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)}); "
-            f"build the module with channels={x.shape[1]}"
-        )
+def check_odd_kernel(name: str, value: int, minimum: int = 1, why: str = "") -> int:
+    """Return the kernel size ``value`` if it is an odd int >= ``minimum``, else raise ValueError naming ``name``
+    (``why`` explains the rule where it is not the usual one of a centred kernel)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum or value % 2 == 0:
+        raise ValueError(f"{name} must be an odd integer >= {minimum}{why}, got {value!r}")
+    return value
 
 
 def apply_gate(x: torch.Tensor, gate: torch.Tensor, inplace: bool = False) -> torch.Tensor:

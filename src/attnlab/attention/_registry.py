@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import inspect
 from dataclasses import dataclass
 from typing import Callable, Literal
 
 from torch import nn
+
+from attnlab.utils import unknown_name_error
 
 AttentionKind = Literal["gate", "conv"]
 
@@ -45,13 +46,6 @@ def register_attention(
         return cls
 
     return add
-
-
-def unknown_name_error(what: str, name: str, known: list[str]) -> ValueError:
-    """A ValueError for an unknown ``name`` that suggests close matches among ``known``."""
-    close = difflib.get_close_matches(str(name).lower(), known, n=3, cutoff=0.5)
-    hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    return ValueError(f"unknown {what} {name!r}.{hint} Known: {', '.join(sorted(known))}.")
 
 
 def get_attention_info(name: str) -> AttentionInfo:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, global_avg_pool, global_max_pool, reduced_channels
+from ._common import apply_gate, check_input, global_avg_pool, global_max_pool, reduced_channels, check_odd_kernel
 from ._registry import register_attention
 
 
@@ -24,8 +24,7 @@ class CBAM(nn.Module):
 
     def __init__(self, channels: int, *, reduction: float = 16, spatial_kernel: int = 7, inplace: bool = False):
         super().__init__()
-        if isinstance(spatial_kernel, bool) or not isinstance(spatial_kernel, int) or spatial_kernel < 1 or spatial_kernel % 2 == 0:
-            raise ValueError(f"spatial_kernel must be an odd integer >= 1, got {spatial_kernel!r}")
+        check_odd_kernel("spatial_kernel", spatial_kernel)
         self.channels = channels
         self.reduction = reduction
         self.spatial_kernel = spatial_kernel

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_positive_int, global_avg_pool
+from ._common import apply_gate, check_input, check_positive_int, global_avg_pool, check_odd_kernel
 from ._registry import register_attention
 
 
@@ -36,8 +36,8 @@ class EfficientChannelAttention(nn.Module):
             if gamma <= 0:
                 raise ValueError(f"gamma must be > 0, got {gamma!r}")
             k_size = eca_kernel_size(channels, gamma, b)
-        elif isinstance(k_size, bool) or not isinstance(k_size, int) or k_size < 1 or k_size % 2 == 0:
-            raise ValueError(f"k_size must be an odd integer >= 1 (or None for adaptive), got {k_size!r}")
+        else:
+            check_odd_kernel("k_size", k_size, why=" (or None for adaptive)")
         self.k_size = k_size
         self.conv = nn.Conv1d(1, 1, k_size, padding=(k_size - 1) // 2, bias=False)
         self.gate = nn.Sigmoid()

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, global_avg_pool, reduced_channels
+from ._common import check_input, check_positive_int, global_avg_pool, reduced_channels, check_odd_kernel
 from ._registry import register_attention
 
 
@@ -47,8 +47,7 @@ class PyramidSplitAttention(nn.Module):
             raise ValueError(f"out_channels={out_channels} must be divisible by the {num_branches} branches")
         split = out_channels // num_branches
         for k, g in zip(self.kernels, self.groups):
-            if k < 1 or k % 2 == 0:
-                raise ValueError(f"PSA kernels must be odd integers >= 1, got {self.kernels}")
+            check_odd_kernel(f"each of the PSA kernels {self.kernels}", k)
             if in_channels % g or split % g:
                 raise ValueError(
                     f"groups={g} must divide in_channels={in_channels} and out_channels/{num_branches}={split}; "

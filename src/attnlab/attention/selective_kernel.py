@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, create_act, global_avg_pool, reduced_channels
+from ._common import check_input, check_positive_int, create_act, global_avg_pool, reduced_channels, check_odd_kernel
 from ._registry import register_attention
 
 
@@ -50,10 +50,8 @@ class SelectiveKernel(nn.Module):
         self.kernels, self.reduction = tuple(kernels), reduction
         if len(self.kernels) < 2:
             raise ValueError(f"kernels needs at least 2 sizes to select between, got {self.kernels}")
-        if any(isinstance(k, bool) or not isinstance(k, int) or k < 3 or k % 2 == 0 for k in self.kernels):
-            raise ValueError(
-                f"kernels must be odd integers >= 3 (k is a 3x3 conv with dilation (k-1)/2), got {self.kernels}"
-            )
+        for k in self.kernels:
+            check_odd_kernel(f"each of the kernels {self.kernels}", k, 3, " (k is a 3x3 conv with dilation (k-1)/2)")
         if in_channels % groups or out_channels % groups:
             raise ValueError(
                 f"groups={groups} must divide in_channels={in_channels} and out_channels={out_channels}; "

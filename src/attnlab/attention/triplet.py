@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int
+from ._common import check_input, check_positive_int, check_odd_kernel
 from ._registry import register_attention
 
 
@@ -45,8 +45,7 @@ class TripletAttention(nn.Module):
     def __init__(self, channels: int, *, kernel_size: int = 7, no_spatial: bool = False):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
-        if isinstance(kernel_size, bool) or not isinstance(kernel_size, int) or kernel_size < 1 or kernel_size % 2 == 0:
-            raise ValueError(f"kernel_size must be an odd integer >= 1, got {kernel_size!r}")
+        check_odd_kernel("kernel_size", kernel_size)
         self.kernel_size = kernel_size
         self.no_spatial = no_spatial
         self.cw = ZPoolConv(kernel_size)

@@ -8,7 +8,6 @@ is rebuilt from the run directories every time.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import statistics
 import time
@@ -18,7 +17,11 @@ from pathlib import Path
 
 import yaml
 
-from attnlab.engine.config import TrainConfig, resolve_config
+from attnlab.bench.throughput import count_flops
+from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, resolve_config
+from attnlab.engine.modeling import model_for_config
+from attnlab.engine.trainer import train
+from attnlab.utils import markdown_table, new_figure
 
 # Settings that change where or how fast a run executes but not what it computes; a finished run is reused
 # even when they differ.
@@ -48,7 +51,7 @@ class CompareConfig:
     overrides: dict = field(default_factory=dict)
 
 
-_TRAIN_FIELDS = {f.name for f in dataclasses.fields(TrainConfig)} - {"recipe", "seed", "out", "model"}
+_TRAIN_FIELDS = TRAIN_FIELDS - {"recipe", "seed", "out", "model"}
 
 
 def _check_overrides(where: str, overrides: dict) -> None:
@@ -73,7 +76,7 @@ def parse_models(models: Sequence[str | dict | ModelEntry]) -> list[ModelEntry]:
             _check_overrides(f"model entry {item['model']!r}", overrides)
             entry = ModelEntry(str(item.get("label", item["model"])), item["model"], overrides)
         else:
-            raise ValueError(f"a model entry must be a name or a dict with a 'model' key, got {item!r}")
+            raise ValueError(f"a model entry must be a name or a dict with a 'model' key, got {item!r}")  # noqa: TRY004
         entries.append(entry)
     labels = [e.label for e in entries]
     repeated = sorted({label for label in labels if labels.count(label) > 1})
@@ -89,7 +92,11 @@ def parse_seeds(seeds: int | Sequence[int]) -> list[int]:
             raise ValueError(f"seeds must be >= 1 (the number of seeds) or a list of seeds, got {seeds}")
         return list(range(seeds))
     seeds = list(seeds)
-    if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) < len(seeds):
+    if (
+        not seeds
+        or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)
+        or len(set(seeds)) < len(seeds)
+    ):
         raise ValueError(f"seeds must be a count or a list of distinct integers, got {seeds!r}")
     return seeds
 
@@ -119,7 +126,9 @@ def load_compare_config(path: str | Path) -> CompareConfig:
 
 def run_config(spec: CompareConfig, entry: ModelEntry, seed: int) -> TrainConfig:
     out = Path(spec.out) / "runs" / f"{entry.label}-s{seed}"
-    return resolve_config(spec.recipe, **{**spec.overrides, **entry.overrides}, model=entry.model, seed=seed, out=str(out))
+    return resolve_config(
+        spec.recipe, **{**spec.overrides, **entry.overrides}, model=entry.model, seed=seed, out=str(out)
+    )
 
 
 def _read_history(run_dir: Path) -> list[dict]:
@@ -150,18 +159,19 @@ def run_state(config: TrainConfig) -> str:
 
 
 def _train(config: TrainConfig, resume: bool) -> None:
-    from attnlab.engine import trainer
-
     wall_path = Path(config.out) / WALL_TIME_FILE
     before = json.loads(wall_path.read_text())["wall_seconds"] if resume and wall_path.is_file() else 0.0
     start = time.perf_counter()
-    trainer.train(config, resume=resume)
+    train(config, resume=resume)
     wall_path.write_text(json.dumps({"wall_seconds": before + time.perf_counter() - start}))
 
 
 # run_state -> (what run_all is about to do, what it reports having done)
-_STATE_ACTIONS = {"done": ("finished, skipping", "skipped"), "partial": ("resuming", "resumed"),
-                  "new": ("training", "trained")}
+_STATE_ACTIONS = {
+    "done": ("finished, skipping", "skipped"),
+    "partial": ("resuming", "resumed"),
+    "new": ("training", "trained"),
+}
 
 
 def run_all(spec: CompareConfig, progress: Callable[[str], None] = print) -> list[dict]:
@@ -191,12 +201,9 @@ def _mean_std(values: Sequence[float]) -> dict:
 
 
 def _model_cost(config: TrainConfig, num_classes: int) -> tuple[int, int]:
-    """(parameters, FLOPs per image at the run's img_size, eval mode) of the run's architecture."""
-    from attnlab.bench.throughput import count_flops
-    from attnlab.models import create_model
-
-    model = create_model(config.model, num_classes=num_classes, attention=config.attention,
-                         attention_kwargs=config.attention_kwargs or None)
+    """(parameters, FLOPs per image at the run's img_size, eval mode) of the run's architecture, built as the
+    run built it (attached attention included)."""
+    model = model_for_config(config, num_classes)
     return sum(p.numel() for p in model.parameters()), count_flops(model, (3, config.img_size, config.img_size))
 
 
@@ -209,30 +216,41 @@ def summarise(spec: CompareConfig) -> dict:
         metadata = [json.loads((Path(c.out) / "best.json").read_text()) for c in configs]
         walls = [Path(c.out) / WALL_TIME_FILE for c in configs]
         params, flops = _model_cost(configs[0], len(metadata[0]["classes"]))
-        rows.append({
-            "label": entry.label,
-            "model": entry.model,
-            "overrides": entry.overrides,
-            "seeds": spec.seeds,
-            "epochs": configs[0].epochs,
-            "img_size": configs[0].img_size,
-            "train_acc": _mean_std([h[-1]["train_acc"] for h in histories]),
-            "val_acc": _mean_std([h[-1]["val_acc"] for h in histories]),
-            "best_val_acc": _mean_std([max(row["val_acc"] for row in h) for h in histories]),
-            "params": params,
-            "flops": flops,
-            "train_images_per_s": statistics.fmean(
-                statistics.median(row["train_images_per_s"] for row in h) for h in histories),
-            "infer_images_per_s": statistics.fmean(m["val_result"]["images_per_s"] for m in metadata),
-            "wall_seconds": (statistics.fmean(json.loads(w.read_text())["wall_seconds"] for w in walls)
-                             if all(w.is_file() for w in walls) else None),
-            "histories": histories,
-        })
+        rows.append(
+            {
+                "label": entry.label,
+                "model": entry.model,
+                "overrides": entry.overrides,
+                "seeds": spec.seeds,
+                "epochs": configs[0].epochs,
+                "img_size": configs[0].img_size,
+                "train_acc": _mean_std([h[-1]["train_acc"] for h in histories]),
+                "val_acc": _mean_std([h[-1]["val_acc"] for h in histories]),
+                "best_val_acc": _mean_std([max(row["val_acc"] for row in h) for h in histories]),
+                "params": params,
+                "flops": flops,
+                "train_images_per_s": statistics.fmean(
+                    statistics.median(row["train_images_per_s"] for row in h) for h in histories
+                ),
+                "infer_images_per_s": statistics.fmean(m["val_result"]["images_per_s"] for m in metadata),
+                "wall_seconds": (
+                    statistics.fmean(json.loads(w.read_text())["wall_seconds"] for w in walls)
+                    if all(w.is_file() for w in walls)
+                    else None
+                ),
+                "histories": histories,
+            }
+        )
     baseline = rows[0]["val_acc"]["mean"]
     for row in rows:
         row["delta_val_points"] = 100 * (row["val_acc"]["mean"] - baseline)
-    return {"recipe": spec.recipe, "seeds": spec.seeds, "overrides": spec.overrides, "baseline": rows[0]["label"],
-            "models": rows}
+    return {
+        "recipe": spec.recipe,
+        "seeds": spec.seeds,
+        "overrides": spec.overrides,
+        "baseline": rows[0]["label"],
+        "models": rows,
+    }
 
 
 def _pct(stats: dict) -> str:
@@ -245,26 +263,46 @@ def report_markdown(report: dict) -> str:
     lines = [
         f"# Comparison: recipe `{report['recipe']}`, seeds {report['seeds']}",
         "",
-        f"Shared overrides: `{json.dumps(report['overrides'])}`. Accuracies are top-1 in % at the last epoch, "
-        "mean ± sample std over seeds; Δ is the difference of the mean val acc to the baseline "
-        f"`{report['baseline']}` in points. FLOPs: one image at {'/'.join(map(str, sizes))} px, eval mode "
-        "(torch.utils.flop_counter, convs and matmuls). Train images/s: the median epoch of each run, mean over "
-        "seeds; inference images/s: the engine's evaluation of the best checkpoint (model compute only); wall time: "
-        "mean per run (training with evaluation and checkpoints).",
+        (
+            f"Shared overrides: `{json.dumps(report['overrides'])}`. Accuracies are top-1 in % at the last epoch, "
+            "mean ± sample std over seeds; Δ is the difference of the mean val acc to the baseline "
+            f"`{report['baseline']}` in points. FLOPs: one image at {'/'.join(map(str, sizes))} px, eval mode "
+            "(torch.utils.flop_counter, convs and matmuls). Train images/s: the median epoch of each run, mean "
+            "over seeds; inference images/s: the engine's evaluation of the best checkpoint (model compute only); "
+            "wall time: mean per run (training with evaluation and checkpoints)."
+        ),
         "",
-        "| model | val acc | Δ val (points) | val acc per seed | best val acc | train acc | params (M) | GFLOPs | "
-        "train img/s | infer img/s | wall s/run |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for row in rows:
-        per_seed = ", ".join(f"{100 * v:.2f}" for v in row["val_acc"]["per_seed"])
-        wall = "-" if row["wall_seconds"] is None else f"{row['wall_seconds']:.0f}"
-        lines.append(
-            f"| {row['label']} | {_pct(row['val_acc'])} | {row['delta_val_points']:+.2f} | {per_seed} | "
-            f"{_pct(row['best_val_acc'])} | {_pct(row['train_acc'])} | {row['params'] / 1e6:.3f} | "
-            f"{row['flops'] / 1e9:.3f} | {row['train_images_per_s']:.1f} | {row['infer_images_per_s']:.1f} | {wall} |"
-        )
-    lines += ["", *(f"![{name}]({file})" for name, file in PLOTS.items()), ""]
+    head = [
+        "model",
+        "val acc",
+        "Δ val (points)",
+        "val acc per seed",
+        "best val acc",
+        "train acc",
+        "params (M)",
+        "GFLOPs",
+        "train img/s",
+        "infer img/s",
+        "wall s/run",
+    ]
+    table = [
+        [
+            row["label"],
+            _pct(row["val_acc"]),
+            f"{row['delta_val_points']:+.2f}",
+            ", ".join(f"{100 * v:.2f}" for v in row["val_acc"]["per_seed"]),
+            _pct(row["best_val_acc"]),
+            _pct(row["train_acc"]),
+            f"{row['params'] / 1e6:.3f}",
+            f"{row['flops'] / 1e9:.3f}",
+            f"{row['train_images_per_s']:.1f}",
+            f"{row['infer_images_per_s']:.1f}",
+            "-" if row["wall_seconds"] is None else f"{row['wall_seconds']:.0f}",
+        ]
+        for row in rows
+    ]
+    lines += [markdown_table(head, table), "", *(f"![{name}]({file})" for name, file in PLOTS.items()), ""]
     return "\n".join(lines)
 
 
@@ -283,34 +321,28 @@ def _band(ax, histories: list[list[dict]], key: str, label: str, scale: float = 
 
 
 def write_plots(report: dict, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     rows = report["models"]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
     for row in rows:
         _band(ax, row["histories"], "val_acc", row["label"], scale=100)
     ax.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation accuracy (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend()
-    fig.tight_layout()
     fig.savefig(out / PLOTS["val_accuracy"], dpi=100)
-    plt.close(fig)
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+    fig = new_figure(11, 4)
+    axes = fig.subplots(1, 2)
     for ax, key in zip(axes, ("train_loss", "val_loss")):
         for row in rows:
             _band(ax, row["histories"], key, row["label"])
         ax.set(xlabel="epoch", ylabel="loss", title=f"{key.replace('_', ' ')} (mean ± std over seeds)")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
     fig.savefig(out / PLOTS["loss"], dpi=100)
-    plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = new_figure(6, 4)
+    ax = fig.subplots()
     for row in rows:
         x, y, err = row["params"] / 1e6, 100 * row["val_acc"]["mean"], 100 * row["val_acc"]["std"]
         ax.errorbar(x, y, yerr=err, marker="o", capsize=3, label=row["label"])
@@ -318,9 +350,7 @@ def write_plots(report: dict, out: Path) -> None:
     ax.set(xlabel="parameters (M)", ylabel="val top-1 (%)", title="accuracy vs parameters")
     ax.ticklabel_format(axis="x", style="plain", useOffset=False)
     ax.grid(alpha=0.3)
-    fig.tight_layout()
     fig.savefig(out / PLOTS["accuracy_vs_params"], dpi=100)
-    plt.close(fig)
 
 
 def without_histories(report: dict) -> dict:

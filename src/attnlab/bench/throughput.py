@@ -16,12 +16,17 @@ import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+import attnlab
+from attnlab.bench.timm_twins import TIMM_TWINS, create_timm_twin
+from attnlab.models import create_model, default_input_size
+from attnlab.summary import summary
+from attnlab.utils import autocast, check_int, check_positive_int, markdown_table, resolve_device
 
 MB = 1024**2
 
@@ -82,16 +87,13 @@ class BenchResult:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "timm"}
         out["input_size"] = list(self.input_size)
         out["timm"] = self.timm.to_dict() if self.timm is not None else None
-        out.update(params_match_timm=self.params_match_timm, vs_timm_infer=self.vs_timm_infer,
-                   vs_timm_infer_cpu=self.vs_timm_infer_cpu, vs_timm_train=self.vs_timm_train)
+        out.update(
+            params_match_timm=self.params_match_timm,
+            vs_timm_infer=self.vs_timm_infer,
+            vs_timm_infer_cpu=self.vs_timm_infer_cpu,
+            vs_timm_train=self.vs_timm_train,
+        )
         return out
-
-
-def resolve_bench_device(device: str | torch.device) -> torch.device:
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device} asked for CUDA but no GPU is available; use device='cpu'")
-    return device
 
 
 def time_call(fn: Callable[[], object], iters: int, device: torch.device) -> tuple[float, float | None]:
@@ -116,8 +118,6 @@ def time_call(fn: Callable[[], object], iters: int, device: torch.device) -> tup
 def count_flops(model: nn.Module, input_size: Sequence[int]) -> int:
     """FLOPs of one (1, *input_size) forward pass in eval mode (``torch.utils.flop_counter``: convs and matmuls,
     1 multiply-accumulate = 2 FLOPs), via :func:`attnlab.summary`."""
-    from attnlab.summary import summary
-
     return summary(model, tuple(input_size)).flops
 
 
@@ -142,9 +142,18 @@ def saved_activation_bytes(model: nn.Module, forward: Callable[[], torch.Tensor]
 class _Subject:
     """One model under test with its input batch, optimiser and the timings collected so far."""
 
-    def __init__(self, name: str, model: nn.Module, input_size: tuple[int, int, int], batch_size: int,
-                 num_classes: int, device: torch.device, amp_dtype: torch.dtype | None, channels_last: bool,
-                 compile: bool):
+    def __init__(
+        self,
+        name: str,
+        model: nn.Module,
+        input_size: tuple[int, int, int],
+        batch_size: int,
+        num_classes: int,
+        device: torch.device,
+        amp_dtype: torch.dtype | None,
+        channels_last: bool,
+        compile: bool,
+    ):
         self.name = name
         self.params = sum(p.numel() for p in model.parameters())
         self.flops = count_flops(model, input_size)
@@ -160,18 +169,13 @@ class _Subject:
         self.train_s: list[tuple[float, float | None]] = []
         self.peak_infer_mb = self.peak_train_mb = self.saved_activation_mb = None
 
-    def autocast(self):
-        if self.amp_dtype is None:
-            return nullcontext()
-        return torch.autocast(self.device.type, dtype=self.amp_dtype)
-
     def infer(self) -> None:
         self.model.eval()
-        with torch.inference_mode(), self.autocast():
+        with torch.inference_mode(), autocast(self.device, self.amp_dtype):
             self.runner(self.images)
 
     def loss(self, model: nn.Module) -> torch.Tensor:
-        with self.autocast():
+        with autocast(self.device, self.amp_dtype):
             return F.cross_entropy(model(self.images).float(), self.labels)
 
     def train_step(self) -> None:
@@ -200,12 +204,6 @@ def _peak_extra_mb(fn: Callable[[], None], device: torch.device) -> float:
     return (torch.cuda.max_memory_allocated(device) - before) / MB
 
 
-def _check_counts(**values: int) -> None:
-    for name, value in values.items():
-        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-
-
 def benchmark(
     models: Sequence[str],
     *,
@@ -230,15 +228,14 @@ def benchmark(
     :mod:`attnlab.bench.timm_twins`) in the same rounds. ``train=False`` skips the training step.
     Returns one :class:`BenchResult` per model, in order; ratios are to ``models[0]``.
     """
-    from attnlab.bench.timm_twins import TIMM_TWINS, create_timm_twin
-    from attnlab.models import create_model, default_input_size
-
     if isinstance(models, str) or not models:
         raise ValueError(f"models must be a non-empty list of model names, got {models!r}")
-    _check_counts(batch_size=batch_size, repeats=repeats, iters=iters, num_classes=num_classes)
-    if isinstance(warmup, bool) or not isinstance(warmup, int) or warmup < 0:
-        raise ValueError(f"warmup must be an integer >= 0, got {warmup!r}")
-    device = resolve_bench_device(device)
+    check_positive_int("batch_size", batch_size)
+    check_positive_int("repeats", repeats)
+    check_positive_int("iters", iters)
+    check_positive_int("num_classes", num_classes)
+    check_int("warmup", warmup, 0)
+    device = resolve_device(device)
     amp_dtype = torch.bfloat16 if amp else None
     say = progress or (lambda message: None)
 
@@ -246,8 +243,15 @@ def benchmark(
     for name in models:
         model = create_model(name, num_classes=num_classes)
         size = (3, input_size, input_size) if input_size else tuple(default_input_size(model))
-        options = dict(input_size=size, batch_size=batch_size, num_classes=num_classes, device=device,
-                       amp_dtype=amp_dtype, channels_last=channels_last, compile=compile)
+        options = {
+            "input_size": size,
+            "batch_size": batch_size,
+            "num_classes": num_classes,
+            "device": device,
+            "amp_dtype": amp_dtype,
+            "channels_last": channels_last,
+            "compile": compile,
+        }
         ours = _Subject(name, model, **options)
         twin_model = create_timm_twin(name, num_classes) if vs_timm else None
         twin = _Subject(f"timm:{name}", twin_model, **options) if twin_model is not None else None
@@ -322,8 +326,6 @@ def _result(subject: _Subject, batch_size: int) -> BenchResult:
 
 def environment(device: str | torch.device = "cpu") -> dict:
     """Hardware and versions a benchmark ran with."""
-    import attnlab
-
     device = torch.device(device)
     if device.type == "cuda":
         hardware = torch.cuda.get_device_name(device)
@@ -354,39 +356,69 @@ def _fmt(value: float | None, spec: str) -> str:
     return "-" if value is None else format(value, spec)
 
 
-def _table(head: list[str], rows: list[list[str]]) -> list[str]:
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(row) + " |" for row in rows]
-
-
 def results_markdown(results: Sequence[BenchResult]) -> str:
     """Markdown tables of ``results``: one row per model, then (for a ``vs_timm`` run) the timm comparison."""
     on_cuda = any(r.peak_infer_mb is not None for r in results)
     on_cpu = any(r.infer_cpu_ms is not None for r in results)
-    head = ["model", "params (M)", "GFLOPs", "infer img/s", "latency ms", "infer ratio", "train img/s",
-            "train ratio", "saved act. MB"]
+    head = [
+        "model",
+        "params (M)",
+        "GFLOPs",
+        "infer img/s",
+        "latency ms",
+        "infer ratio",
+        "train img/s",
+        "train ratio",
+        "saved act. MB",
+    ]
     head += ["peak infer MB", "peak train MB"] if on_cuda else []
     head += ["infer CPU ms", "CPU-time ratio", "train CPU ms"] if on_cpu else []
     rows = []
     for r in results:
-        row = [r.model, f"{r.params / 1e6:.3f}", f"{r.flops / 1e9:.3f}", f"{r.infer_images_per_s:.2f}",
-               f"{r.infer_latency_ms:.1f}", f"{r.infer_ratio:.3f}", _fmt(r.train_images_per_s, ".2f"),
-               _fmt(r.train_ratio, ".3f"), _fmt(r.saved_activation_mb, ".1f")]
+        row = [
+            r.model,
+            f"{r.params / 1e6:.3f}",
+            f"{r.flops / 1e9:.3f}",
+            f"{r.infer_images_per_s:.2f}",
+            f"{r.infer_latency_ms:.1f}",
+            f"{r.infer_ratio:.3f}",
+            _fmt(r.train_images_per_s, ".2f"),
+            _fmt(r.train_ratio, ".3f"),
+            _fmt(r.saved_activation_mb, ".1f"),
+        ]
         row += [_fmt(r.peak_infer_mb, ".1f"), _fmt(r.peak_train_mb, ".1f")] if on_cuda else []
-        row += [_fmt(r.infer_cpu_ms, ".0f"), _fmt(r.infer_cpu_ratio, ".3f"), _fmt(r.train_cpu_ms, ".0f")] if on_cpu else []
+        row += (
+            [_fmt(r.infer_cpu_ms, ".0f"), _fmt(r.infer_cpu_ratio, ".3f"), _fmt(r.train_cpu_ms, ".0f")] if on_cpu else []
+        )
         rows.append(row)
-    lines = _table(head, rows)
+    lines = [markdown_table(head, rows)]
     if any(r.timm is not None or r.timm_note for r in results):
-        head = ["model", "timm params (M)", "params equal", "timm infer img/s", "attnlab/timm infer",
-                "timm train img/s", "attnlab/timm train"] + (["attnlab/timm infer (CPU time)"] if on_cpu else [])
+        head = [
+            "model",
+            "timm params (M)",
+            "params equal",
+            "timm infer img/s",
+            "attnlab/timm infer",
+            "timm train img/s",
+            "attnlab/timm train",
+        ] + (["attnlab/timm infer (CPU time)"] if on_cpu else [])
         rows = []
         for r in results:
             t = r.timm
             if t is None:
                 rows.append([r.model] + ["-"] * (len(head) - 1))
                 continue
-            rows.append([r.model, f"{t.params / 1e6:.3f}", "yes" if r.params_match_timm else "NO",
-                         f"{t.infer_images_per_s:.2f}", _fmt(r.vs_timm_infer, ".3f"),
-                         _fmt(t.train_images_per_s, ".2f"), _fmt(r.vs_timm_train, ".3f")]
-                        + ([_fmt(r.vs_timm_infer_cpu, ".3f")] if on_cpu else []))
-        lines += ["", *_table(head, rows), "", *(f"- {r.model}: {r.timm_note}" for r in results if r.timm_note)]
+            rows.append(
+                [
+                    r.model,
+                    f"{t.params / 1e6:.3f}",
+                    "yes" if r.params_match_timm else "NO",
+                    f"{t.infer_images_per_s:.2f}",
+                    _fmt(r.vs_timm_infer, ".3f"),
+                    _fmt(t.train_images_per_s, ".2f"),
+                    _fmt(r.vs_timm_train, ".3f"),
+                ]
+                + ([_fmt(r.vs_timm_infer_cpu, ".3f")] if on_cpu else [])
+            )
+        lines += ["", markdown_table(head, rows), "", *(f"- {r.model}: {r.timm_note}" for r in results if r.timm_note)]
     return "\n".join(lines)

@@ -24,6 +24,8 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
+from attnlab.utils import atomic_write
+
 DEFAULT_MAX_CACHE_BYTES = 8 * 2**30
 CACHE_FORMAT = 1  # bump when the cached pixels would change for the same files
 
@@ -156,8 +158,6 @@ class ImageSet:
         self.report_skipped()
         self.check_classes_present(labels)
         if path is not None:
-            from attnlab.engine.checkpoint import atomic_write
-
             metadata = {"skipped": json.dumps(self.skipped)}
             atomic_write(path, lambda tmp: save_file({"images": images, "labels": labels}, tmp, metadata=metadata))
         return images, labels

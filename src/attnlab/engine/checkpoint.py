@@ -9,39 +9,16 @@ the complete training state; non-tensor leaves of those state dicts are stored a
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
+
+from attnlab.utils import atomic_write, atomic_write_text, read_safetensors
 
 METADATA_KEY = "attnlab"
 TREE_KEY = "attnlab_tree"
-
-
-def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
-    """Call ``write(tmp_path)`` then move ``tmp_path`` onto ``path``: readers see the old file or the new one,
-    also after a crash or ``kill -9`` (the temporary file is a hidden sibling, created with the usual umask)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def atomic_write_text(path: str | Path, text: str) -> Path:
-    return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
 
 
 def _encode(obj: Any, tensors: dict[str, torch.Tensor], prefix: str) -> Any:
@@ -81,21 +58,9 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata
     return path
 
 
-def _read_safetensors(path: str | Path, what: str) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    """(tensors, string header) of a safetensors file; clear errors for a missing or unreadable one."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no {what} at {path}")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            return {k: f.get_tensor(k) for k in f.keys()}, f.metadata() or {}
-    except SafetensorError as err:
-        raise ValueError(f"cannot read the {what} {path}: {err} (truncated, or not a safetensors file?)") from err
-
-
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state_dict, metadata) of a file written by ``save_weights``."""
-    state, header = _read_safetensors(path, "checkpoint")
+    state, header = read_safetensors(path, "checkpoint")
     return state, json.loads(header.get(METADATA_KEY, "{}"))
 
 
@@ -109,7 +74,24 @@ def save_state(path: str | Path, state: dict[str, Any], metadata: dict) -> Path:
 
 def load_state(path: str | Path) -> tuple[dict[str, Any], dict]:
     """(state, metadata) of a file written by ``save_state``."""
-    tensors, header = _read_safetensors(path, "training state")
+    tensors, header = read_safetensors(path, "training state")
     if TREE_KEY not in header:
         raise ValueError(f"{path} is not an attnlab training state (no {TREE_KEY!r} header)")
     return _decode(json.loads(header[TREE_KEY]), tensors), json.loads(header.get(METADATA_KEY, "{}"))
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """Tensors of a ``.safetensors`` file (attnlab checkpoints included) or of a ``.pt``/``.pth`` state dict
+    (loaded with ``weights_only=True``: no code from the file runs)."""
+    path = Path(path)
+    if path.suffix == ".safetensors":
+        return read_safetensors(path, "state dict")[0]
+    if not path.is_file():
+        raise FileNotFoundError(f"no state dict at {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
+        raise ValueError(f"cannot read the state dict {path}: {err}") from None
+    if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
+        raise ValueError(f"{path} holds a {type(state).__name__}, expected a state dict (parameter name -> tensor)")
+    return state

@@ -1,4 +1,9 @@
-"""Training configuration: named recipes (YAML presets in ``configs/recipes``) plus command-line overrides."""
+"""Training configuration: named recipes (YAML presets in ``configs/recipes``) plus command-line overrides.
+
+The valid choices of the string options live here once (``OPTIMIZERS``, ``SCHEDULES``, ``AMP_MODES``,
+``NORMALIZATIONS``, and the data's ``AUGMENTS``); each TrainConfig field carries its help text and choices in its
+``metadata``, which ``validate`` and the ``attnlab train`` / ``compare`` / ``analyze kernel-sweep`` flags read.
+"""
 
 from __future__ import annotations
 
@@ -6,66 +11,127 @@ import dataclasses
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from attnlab.attention._registry import unknown_name_error
-from attnlab.data.augment import AUGMENTS
+from attnlab.data import AUGMENTS
+from attnlab.utils import unknown_name_error
 
+OPTIMIZERS = ("sgd", "adam", "adamw")
+SCHEDULES = ("constant", "step", "cosine", "onecycle")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
 NORMALIZATIONS = ("dataset", "imagenet", "rescale")
+AUGMENT_POLICIES = tuple(AUGMENTS)
+
+
+def _field(default: Any, *, help_text: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
+    """A dataclass field whose metadata holds its help text and, for string options, its valid choices."""
+    metadata: dict[str, Any] = {}
+    if help_text is not None:
+        metadata["help"] = help_text
+    if choices is not None:
+        metadata["choices"] = choices
+    return field(default=default, metadata=metadata)
 
 
 @dataclass
 class TrainConfig:
-    """Everything that decides a training run. Field names double as ``attnlab train`` flags."""
+    """Everything that decides a training run. Field names double as ``attnlab train`` flags; each field's
+    ``metadata`` holds its flag help (see :func:`field_help`) and, for string options, its ``choices``."""
 
-    model: str = "resnet20"
-    recipe: str = "fast"
-    data: str | None = "digits"
-    train: str | None = None
-    val: str | None = None
-    out: str | None = None
-    attention: str | None = None
-    attention_kwargs: dict = field(default_factory=dict)
-    attach: str | None = None  # attention attached into a model built without it (attnlab.attach)
-    attach_where: str = "residual"  # residual, conv, or comma-separated glob patterns over module paths
-    init_from: str | None = None  # weights of the model without attention to fine-tune from (.safetensors, .pt)
+    model: str = _field("resnet20", help_text="model name (attnlab list --models); default resnet20")
+    recipe: str = _field("fast", help_text="name of a shipped recipe (configs/recipes) or a YAML file's path")
+    data: str | None = _field(
+        "digits", help_text="'digits' (embedded), a folder with train/ and test/ (or val/), or CIFAR python batches"
+    )
+    train: str | None = _field(None, help_text="train split folder (with --val, instead of --data)")
+    val: str | None = _field(None, help_text="validation split folder")
+    out: str | None = _field(None, help_text="run directory (default runs/MODEL-RECIPE-sSEED)")
+    attention: str | None = _field(None, help_text="attention registry name to put into the model")
+    attention_kwargs: dict = field(
+        default_factory=dict, metadata={"help": "JSON dict of attention keyword arguments, e.g. '{\"k_size\": 3}'"}
+    )
+    attach: str | None = _field(
+        None,
+        help_text="attention attached into a model without it (torchvision:/timm: "
+        "models too, attnlab.attach), identity at init",
+    )
+    attach_where: str = _field(
+        "residual",
+        help_text="where --attach inserts: residual (default), conv, or "
+        "comma-separated glob patterns over module paths",
+    )
+    init_from: str | None = _field(
+        None, help_text="fine-tune from these weights of the model without attention (.safetensors or .pt state dict)"
+    )
     # data and augmentation
     img_size: int = 32
-    cache_size: int | None = None  # side of the cached uint8 squares; None: img_size
-    augment: str = "fast"
-    normalize: str = "dataset"  # dataset (train mean/std), imagenet, or rescale (x / 255 only)
-    hflip: bool | None = None  # random horizontal flips; None: unless the data says mirroring changes the class
-    strict: bool = False
-    cache_dir: str | None = None
-    workers: int = 0
+    cache_size: int | None = _field(
+        None, help_text="side of the cached uint8 squares (default: img-size); larger for crop recipes"
+    )
+    augment: str = _field(
+        "fast", help_text=f"augmentation policy: {', '.join(AUGMENT_POLICIES)}", choices=AUGMENT_POLICIES
+    )
+    normalize: str = _field(
+        "dataset",
+        help_text=f"input normalisation, one of {', '.join(NORMALIZATIONS)} "
+        "(dataset: train mean/std; rescale: x/255 only)",
+        choices=NORMALIZATIONS,
+    )
+    hflip: bool | None = _field(
+        None,
+        help_text="random horizontal flips in training (default: on, except for "
+        "digits, where a mirrored digit is wrong)",
+    )
+    strict: bool = _field(False, help_text="fail on the first unreadable image instead of skipping it")
+    cache_dir: str | None = _field(
+        None, help_text="folder for an on-disk copy of the decoded images (reused across runs)"
+    )
+    workers: int = _field(0, help_text="DataLoader worker processes for decoding images")
     # optimisation
     epochs: int = 15
     batch_size: int = 128
-    optimizer: str = "sgd"
+    optimizer: str = _field("sgd", help_text=f"optimizer, one of {', '.join(OPTIMIZERS)}", choices=OPTIMIZERS)
     lr: float = 0.1
     momentum: float = 0.9
     nesterov: bool = False
     weight_decay: float = 0.0
-    schedule: str = "constant"
+    schedule: str = _field(
+        "constant", help_text=f"learning-rate schedule, one of {', '.join(SCHEDULES)}", choices=SCHEDULES
+    )
     milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
     warmup_epochs: float = 0.0
     label_smoothing: float = 0.0
     mixup: float = 0.0
     grad_clip: float | None = None
-    ema: float | None = None
+    ema: float | None = _field(None, help_text="EMA decay of the weights used for evaluation (e.g. 0.999)")
     # execution
     seed: int = 0
-    device: str = "auto"
-    amp: str = "auto"
+    device: str = _field("auto", help_text="auto, cpu, cuda, cuda:1, ...")
+    amp: str = _field(
+        "auto",
+        help_text=f"mixed precision, one of {', '.join(AMP_MODES)} (auto: bf16/fp16 on CUDA, off on CPU)",
+        choices=AMP_MODES,
+    )
     channels_last: bool = False
     compile: bool = False
-    deterministic: bool = False
+    deterministic: bool = _field(
+        False, help_text="deterministic kernels: with --device cpu, a resumed run ends bit-identical"
+    )
     tensorboard: bool = False
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+
+TRAIN_FIELDS: frozenset[str] = frozenset(f.name for f in dataclasses.fields(TrainConfig))
+
+
+def field_help(f: dataclasses.Field) -> str:
+    """The help text of a TrainConfig field: its metadata's, else "overrides the recipe's <name>"."""
+    return f.metadata.get("help", f"overrides the recipe's {f.name}")
 
 
 def list_recipes() -> list[str]:
@@ -86,7 +152,7 @@ def load_recipe(name_or_path: str) -> dict:
     else:
         raise unknown_name_error("recipe", name_or_path, list_recipes())
     fields = yaml.safe_load(text) or {}
-    unknown = set(fields) - {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(fields) - TRAIN_FIELDS
     if unknown:
         raise ValueError(f"recipe {name_or_path!r} has unknown fields {sorted(unknown)}")
     return fields
@@ -96,8 +162,7 @@ def resolve_config(recipe: str = "fast", **overrides) -> TrainConfig:
     """A TrainConfig from a recipe with ``overrides`` (None values are ignored) applied on top."""
     fields = {**load_recipe(recipe), "recipe": recipe}
     fields.update({k: v for k, v in overrides.items() if v is not None})
-    known = {f.name for f in dataclasses.fields(TrainConfig)}
-    unknown = set(fields) - known
+    unknown = set(fields) - TRAIN_FIELDS
     if unknown:
         raise ValueError(f"unknown training options {sorted(unknown)}")
     config = TrainConfig(**fields)
@@ -113,12 +178,18 @@ def config_from_run(run_dir: str | Path, **overrides) -> TrainConfig:
         raise FileNotFoundError(f"{run_dir} holds no config.yaml; is it a run directory written by attnlab train?")
     fields = yaml.safe_load(path.read_text())
     fields.update({k: v for k, v in overrides.items() if v is not None}, out=str(run_dir))
-    unknown = set(fields) - {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = set(fields) - TRAIN_FIELDS
     if unknown:
         raise ValueError(f"{path} has unknown fields {sorted(unknown)}; was it written by another attnlab version?")
     config = TrainConfig(**fields)
     validate(config)
     return config
+
+
+def _check_choice(config: TrainConfig, name: str, choices: tuple[str, ...]) -> None:
+    value = getattr(config, name)
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def validate(config: TrainConfig) -> None:
@@ -128,20 +199,15 @@ def validate(config: TrainConfig) -> None:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
     if config.lr <= 0:
         raise ValueError(f"lr must be > 0, got {config.lr}")
-    if config.optimizer not in ("sgd", "adam", "adamw"):
-        raise ValueError(f"optimizer must be one of sgd, adam, adamw, got {config.optimizer!r}")
-    if config.schedule not in ("constant", "step", "cosine", "onecycle"):
-        raise ValueError(f"schedule must be one of constant, step, cosine, onecycle, got {config.schedule!r}")
-    if config.amp not in ("auto", "off", "bf16", "fp16"):
-        raise ValueError(f"amp must be one of auto, off, bf16, fp16, got {config.amp!r}")
+    _check_choice(config, "optimizer", OPTIMIZERS)
+    _check_choice(config, "schedule", SCHEDULES)
+    _check_choice(config, "amp", AMP_MODES)
     if not 0 <= config.label_smoothing < 1:
         raise ValueError(f"label_smoothing must be in [0, 1), got {config.label_smoothing}")
     if config.ema is not None and not 0 < config.ema < 1:
         raise ValueError(f"ema decay must be in (0, 1), got {config.ema}")
-    if config.augment not in AUGMENTS:
-        raise ValueError(f"augment must be one of {', '.join(AUGMENTS)}, got {config.augment!r}")
-    if config.normalize not in NORMALIZATIONS:
-        raise ValueError(f"normalize must be one of {', '.join(NORMALIZATIONS)}, got {config.normalize!r}")
+    _check_choice(config, "augment", AUGMENT_POLICIES)
+    _check_choice(config, "normalize", NORMALIZATIONS)
     if config.cache_size is not None and config.cache_size < 1:
         raise ValueError(f"cache_size must be >= 1 (or unset to cache at img_size), got {config.cache_size}")
     for name in ("workers", "mixup", "warmup_epochs"):

@@ -9,20 +9,6 @@ import torch.distributed as dist
 from torch import nn
 
 
-def resolve_device(name: str) -> torch.device:
-    """'auto' is CUDA when available, else CPU; under torchrun each process takes the GPU of its LOCAL_RANK."""
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    device = torch.device(name)
-    if device.type == "cuda":
-        if not torch.cuda.is_available():
-            raise ValueError(f"--device {name} asked for CUDA but no GPU is available; use --device cpu")
-        if device.index is None and "LOCAL_RANK" in os.environ:
-            device = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
-        torch.cuda.set_device(device)
-    return device
-
-
 def init_distributed(device: torch.device) -> tuple[int, int]:
     """(rank, world_size); initialises the process group when launched by torchrun with WORLD_SIZE > 1."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -12,6 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from attnlab.engine.distributed import reduce_sums, reduce_tensor_sum
+from attnlab.utils import autocast
 
 
 @dataclass
@@ -41,11 +41,6 @@ class EvalResult:
             "per_class_accuracy": dict(zip(names, self.per_class_accuracy)),
             "confusion_matrix": self.confusion.tolist(),
         }
-
-
-def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractContextManager:
-    """Mixed precision context (a no-op when ``amp_dtype`` is None)."""
-    return nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)
 
 
 @torch.no_grad()

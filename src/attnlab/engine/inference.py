@@ -7,7 +7,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from attnlab.data import Preprocess, read_image
 from attnlab.engine.checkpoint import load_weights
+from attnlab.engine.modeling import build_model
 
 
 def checkpoint_path(run_or_ckpt: str | Path) -> Path:
@@ -25,18 +27,11 @@ def checkpoint_path(run_or_ckpt: str | Path) -> Path:
 
 def load_model(run_or_ckpt: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
     """(model in eval mode with the checkpoint's weights, checkpoint metadata)."""
-    from attnlab.models import create_model
-
     path = checkpoint_path(run_or_ckpt)
     state, metadata = load_weights(path)
     if "model" not in metadata:
         raise ValueError(f"{path} has no attnlab metadata (model name and kwargs); was it written by attnlab train?")
-    model = create_model(metadata["model"], **{k: v for k, v in metadata["model_kwargs"].items() if v is not None})
-    if metadata.get("attach"):  # a run of `attnlab train --attach`
-        from attnlab.retrofit import attach
-
-        spec = metadata["attach"]
-        attach(model, spec["attention"], spec["where"], **spec["attention_kwargs"])
+    model, _ = build_model(metadata["model"], metadata["model_kwargs"], metadata.get("attach"))
     model.load_state_dict(state)
     return model.to(device).eval(), metadata
 
@@ -46,8 +41,6 @@ def predict_files(
     model: nn.Module, metadata: dict, paths: list[str | Path], topk: int = 5, device: str | torch.device = "cpu"
 ) -> list[list[tuple[str, float]]]:
     """Top-k (class name, probability) for each image file, prepared as the run's evaluation prepared images."""
-    from attnlab.data import Preprocess, read_image
-
     preprocess = Preprocess.from_dict(metadata["preprocess"])
     images = []
     for path in paths:

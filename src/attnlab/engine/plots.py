@@ -4,34 +4,33 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import matplotlib
+import torch
+from torch import nn
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
+from attnlab.utils import new_figure
 
 
 def plot_curves(history: list[dict], path: Path) -> Path:
     """Accuracy and loss per epoch, train vs val, side by side."""
     epochs = [row["epoch"] for row in history]
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig = new_figure(10, 4)
+    axes = fig.subplots(1, 2)
     for ax, metric in zip(axes, ("acc", "loss")):
         ax.plot(epochs, [row[f"train_{metric}"] for row in history], label="train")
         ax.plot(epochs, [row[f"val_{metric}"] for row in history], label="val")
         ax.set(xlabel="epoch", ylabel=metric, title=f"{metric} per epoch")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
 def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path) -> Path:
     """Confusion matrix (rows: true class, columns: predicted), counts written in the cells for small sets."""
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(max(4, 0.45 * n + 2), max(4, 0.45 * n + 2)))
+    side = max(4, 0.45 * n + 2)
+    fig = new_figure(side, side)
+    ax = fig.subplots()
     ax.imshow(confusion.numpy(), cmap="Blues")
     ax.set(xticks=range(n), yticks=range(n), xlabel="predicted", ylabel="true", title="confusion matrix")
     ax.set_xticklabels(classes, rotation=90, fontsize=7)
@@ -43,9 +42,7 @@ def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path) -> P
                 value = confusion[i, j].item()
                 color = "white" if value > peak / 2 else "black"
                 ax.text(j, i, value, ha="center", va="center", fontsize=6, color=color)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 
@@ -55,16 +52,15 @@ def plot_predictions(
     """A grid of uint8 (N, 3, H, W) images titled 'predicted / true', wrong ones in red."""
     cols = 4
     rows = max(1, -(-len(images) // cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 2.2, rows * 2.4), squeeze=False)
+    fig = new_figure(cols * 2.2, rows * 2.4)
+    axes = fig.subplots(rows, cols, squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, image, t, p in zip(axes.flat, images, true, predicted):
         ax.imshow(image.permute(1, 2, 0).numpy())
         ax.set_title(f"{classes[p]} / {classes[t]}", fontsize=7, color="black" if p == t else "red")
     fig.suptitle("predicted / true", fontsize=9)
-    fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path
 
 

@@ -24,8 +24,9 @@ import yaml
 from torch import nn
 from tqdm import tqdm
 
+from attnlab.attention import attention_layers
 from attnlab.engine.batches import preprocess_for, splits_for, train_val_batches
-from attnlab.engine.checkpoint import atomic_write_text, load_state, save_state, save_weights
+from attnlab.engine.checkpoint import load_state, read_state_dict, save_state, save_weights
 from attnlab.engine.config import TrainConfig
 from attnlab.engine.distributed import (
     broadcast_buffers,
@@ -33,10 +34,13 @@ from attnlab.engine.distributed import (
     init_distributed,
     is_main_process,
     reduce_sums,
-    resolve_device,
 )
-from attnlab.engine.evaluate import EvalResult, autocast, evaluate
+from attnlab.engine.evaluate import EvalResult, evaluate
+from attnlab.engine.modeling import attach_spec, build_model, model_kwargs
+from attnlab.engine.plots import plot_run
 from attnlab.engine.schedule import build_optimizer, build_scheduler
+from attnlab.retrofit import load_original_weights
+from attnlab.utils import atomic_write_text, autocast, resolve_device
 
 METRIC_FIELDS = [
     "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "epoch_seconds", "train_images_per_s"
@@ -160,35 +164,22 @@ class Trainer:
         self.last_val: EvalResult | None = None
 
     def build_model(self) -> nn.Module:
-        from attnlab.models import create_model
-
-        model = create_model(self.config.model, **self.model_kwargs()).to(self.device)
-        if self.config.attach:
-            from attnlab.retrofit import attach
-
-            spec = self.attach_spec()
-            log(str(attach(model, spec["attention"], spec["where"], **spec["attention_kwargs"])))
+        model, report = build_model(self.config.model, self.model_kwargs(), self.attach_spec())
+        if report is not None:
+            log(str(report))
         if self.config.init_from:
-            from attnlab.retrofit import load_original_weights, read_state_dict
-
             left_out = load_original_weights(model, read_state_dict(self.config.init_from))
             log(f"initialised from {self.config.init_from}"
                 + (f" except (shape differs) {', '.join(left_out)}" if left_out else ""))
+        model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.config.channels_last else model
 
     def attach_spec(self) -> dict | None:
         """How ``attach`` was called (checkpoint metadata: ``load_model`` attaches the same way)."""
-        from attnlab.retrofit import parse_where
-
-        config = self.config
-        if not config.attach:
-            return None
-        return {"attention": config.attach, "where": parse_where(config.attach_where),
-                "attention_kwargs": config.attention_kwargs or {}}
+        return attach_spec(self.config)
 
     def model_kwargs(self) -> dict:
-        return {"num_classes": len(self.classes), "attention": self.config.attention,
-                "attention_kwargs": self.config.attention_kwargs or None}
+        return model_kwargs(self.config, len(self.classes))
 
     @property
     def eval_model(self) -> nn.Module:
@@ -196,8 +187,6 @@ class Trainer:
 
     def metadata(self, epoch: int, metrics: dict) -> dict:
         """What a checkpoint needs besides its tensors: how to rebuild the model and prepare its inputs."""
-        from attnlab.models import attention_layers
-
         return {
             "model": self.config.model,
             "model_kwargs": self.model_kwargs(),
@@ -343,8 +332,6 @@ class Trainer:
         return self
 
     def write_plots(self) -> None:
-        from attnlab.engine.plots import plot_run
-
         plot_run(self.run_dir, self.history, self.last_val.confusion, self.eval_model, self.val_batches, self.classes)
 
 

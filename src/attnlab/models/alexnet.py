@@ -17,19 +17,21 @@ ValueError naming the expected 128x128, rather than pooling to 3x3, which would 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 from torch import nn
 
-from ._registry import AttentionFactory, AttentionSpec, register_model
-from .resnet import check_image_batch
+from attnlab.attention import AttentionFactory, AttentionPlacement
+from attnlab.utils import check_input
+
+from ._registry import register_model
+from .resnet import linear_head
 
 ALEXNET_INPUT_SIZE = (3, 128, 128)
-# (out channels, kernel, stride, padding, max-pool after) of the five convs
-ALEXNET_CONVS = ((48, 11, 4, 5, True), (128, 5, 1, 2, True), (192, 3, 1, 1, False), (192, 3, 1, 1, False),
-                 (128, 3, 1, 1, True))
+# (out channels, kernel, stride, padding, max-pool after, reduction of the output) of the five convs
+ALEXNET_CONVS = ((48, 11, 4, 5, True, 8), (128, 5, 1, 2, True, 16), (192, 3, 1, 1, False, 16),
+                 (192, 3, 1, 1, False, 16), (128, 3, 1, 1, True, 32))
 FEATURE_SIZE = 3
 ALEXNET_ECA_KWARGS = ({"k_size": 3}, {"k_size": 3}, {"k_size": 5}, {"k_size": 5}, {"k_size": 3})
 
@@ -58,32 +60,31 @@ class AlexNetStage(nn.Module):
 class AlexNet(nn.Module):
     """AlexNet for 128x128 inputs: (N, in_chans, 128, 128) -> (N, num_classes) logits.
 
-    ``attention`` (registry name or class) goes after the convs in ``attention_stages`` (1-based, default all
-    five); ``stage_attention_kwargs``: per-stage presets (see :class:`AttentionFactory`).
+    ``attention`` (an :class:`AttentionPlacement`, or a registry name or class for every stage) goes after the
+    convs of its stages (the five ``features.i``). timm's interface: ``forward_features`` (N, 128, 3, 3),
+    ``forward_head`` (``pre_logits``: the 2048 features before the last linear), ``reset_classifier``,
+    ``feature_info``.
     """
 
     def __init__(
         self,
         num_classes: int = 10,
         *,
-        attention: AttentionSpec = None,
-        attention_kwargs: dict | None = None,
-        attention_stages: Sequence[int] | None = None,
-        stage_attention_kwargs: Sequence[dict] | None = None,
+        attention: AttentionPlacement | str | type[nn.Module] | None = None,
         in_chans: int = 3,
         dropout: float = 0.5,
     ):
         super().__init__()
-        gate = AttentionFactory(
-            attention, attention_kwargs, attention_stages, len(ALEXNET_CONVS), stage_attention_kwargs
-        ).check_kind(("gate",), "AlexNet").gate
+        gate = AttentionFactory(attention, len(ALEXNET_CONVS), "AlexNet").gate
         self.in_chans = in_chans
-        stages, channels = [], in_chans
-        for stage, (out_channels, kernel, stride, padding, pool) in enumerate(ALEXNET_CONVS, 1):
+        stages, channels, self.feature_info = [], in_chans, []
+        for stage, (out_channels, kernel, stride, padding, pool, reduction) in enumerate(ALEXNET_CONVS, 1):
             attention_module = gate(out_channels, stage)
             stages.append(AlexNetStage(channels, out_channels, kernel, stride, padding, pool, attention_module))
+            self.feature_info.append({"num_chs": out_channels, "reduction": reduction, "module": f"features.{stage - 1}"})
             channels = out_channels
         self.features = nn.Sequential(*stages)
+        self.num_features = 2048
         self.classifier = nn.Sequential(
             nn.Linear(channels * FEATURE_SIZE * FEATURE_SIZE, 2048),
             nn.ReLU(inplace=True),
@@ -94,8 +95,9 @@ class AlexNet(nn.Module):
             nn.Linear(2048, num_classes),
         )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_chans)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, 128, 128) -> the fifth conv stage's (N, 128, 3, 3) map."""
+        check_input(x, self.in_chans, "in_chans")
         features = self.features(x)
         if features.shape[-2:] != (FEATURE_SIZE, FEATURE_SIZE):
             raise ValueError(
@@ -103,14 +105,27 @@ class AlexNet(nn.Module):
                 f"got {x.shape[-2]}x{x.shape[-1]}, which gives {features.shape[-2]}x{features.shape[-1]}; "
                 "resize the images to 128x128"
             )
-        return self.classifier(torch.flatten(features, 1))
+        return features
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """The fully connected classifier on the flattened map: (N, num_classes), or the (N, 2048) input of its
+        last linear layer with ``pre_logits``."""
+        x = torch.flatten(x, 1)
+        return self.classifier[:-1](x) if pre_logits else self.classifier(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised last linear layer for ``num_classes`` (0: none)."""
+        self.classifier[-1] = linear_head(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model("alexnet", input_size=ALEXNET_INPUT_SIZE)
 @register_model(
-    "alexnet_eca", input_size=ALEXNET_INPUT_SIZE, attention="eca", stage_attention_kwargs=ALEXNET_ECA_KWARGS
+    "alexnet_eca", input_size=ALEXNET_INPUT_SIZE, attention="eca", stage_kwargs=ALEXNET_ECA_KWARGS
 )
 def alexnet(**kwargs: Any) -> AlexNet:
     """AlexNet of the CIFAR-10 seed experiment; ``kwargs`` go to :class:`AlexNet` (num_classes, attention,
-    attention_kwargs, attention_stages, in_chans, dropout)."""
+    in_chans, dropout)."""
     return AlexNet(**kwargs)

@@ -10,15 +10,17 @@ Attention goes where it goes in the ImageNet ResNet's BasicBlock (see :mod:`attn
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._registry import AttentionFactory, AttentionSpec, register_model
-from .resnet import BasicBlock, check_image_batch, conv3x3, init_resnet_weights
+from attnlab.attention import AttentionFactory, AttentionPlacement
+from attnlab.utils import check_input
+
+from ._registry import register_model
+from .resnet import BasicBlock, conv3x3, init_resnet_weights, linear_head
 
 CIFAR_INPUT_SIZE = (3, 32, 32)
 
@@ -44,8 +46,8 @@ class ZeroPadShortcut(nn.Module):
 class CifarResNet(nn.Module):
     """ResNet of depth ``6n + 2`` for 32x32 images: (N, in_chans, H, W) -> (N, num_classes) logits.
 
-    ``attention`` (registry name or class) goes into every block of the stages in ``attention_stages``
-    (1-based, default all three).
+    ``attention`` (an :class:`AttentionPlacement`, or a registry name or class for every stage) goes into the
+    blocks of its stages (``layer1``-``layer3``); timm's interface as in :class:`~attnlab.models.resnet.ResNet`.
     """
 
     def __init__(
@@ -53,9 +55,7 @@ class CifarResNet(nn.Module):
         depth: int,
         num_classes: int = 10,
         *,
-        attention: AttentionSpec = None,
-        attention_kwargs: dict | None = None,
-        attention_stages: Sequence[int] | None = None,
+        attention: AttentionPlacement | str | type[nn.Module] | None = None,
         in_chans: int = 3,
         zero_init_residual: bool = False,
     ):
@@ -64,7 +64,7 @@ class CifarResNet(nn.Module):
             raise ValueError(f"CIFAR ResNet depth must be 6n + 2 with n >= 1 (20, 32, 44, 56, 110), got {depth!r}")
         blocks_per_stage = (depth - 2) // 6
         self.in_chans = in_chans
-        factory = AttentionFactory(attention, attention_kwargs, attention_stages, num_stages=3)
+        factory = AttentionFactory(attention, num_stages=3, model="CIFAR ResNet", kinds=("gate", "conv"))
         self.conv1 = conv3x3(in_chans, 16)
         self.bn1 = nn.BatchNorm2d(16)
         self.relu = nn.ReLU(inplace=True)
@@ -72,7 +72,12 @@ class CifarResNet(nn.Module):
         self.layer2 = self._make_layer(16, 32, blocks_per_stage, 2, factory, stage=2)
         self.layer3 = self._make_layer(32, 64, blocks_per_stage, 2, factory, stage=3)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(64, num_classes)
+        self.num_features = 64
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self.feature_info = [
+            {"num_chs": channels, "reduction": 2 ** (stage - 1), "module": f"layer{stage}"}
+            for stage, channels in enumerate((16, 32, 64), 1)
+        ]
         init_resnet_weights(self, zero_init_residual)
 
     @staticmethod
@@ -84,11 +89,23 @@ class CifarResNet(nn.Module):
         layers += [BasicBlock(planes, planes, factory=factory, stage=stage) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_chans)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) -> the last stage's (N, 64, H/4, W/4) map."""
+        check_input(x, self.in_chans, "in_chans")
         x = self.relu(self.bn1(self.conv1(x)))
-        x = self.layer3(self.layer2(self.layer1(x)))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.layer3(self.layer2(self.layer1(x)))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, then the classifier (or the pooled (N, 64) with ``pre_logits``)."""
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised head for ``num_classes`` (0: none)."""
+        self.fc = linear_head(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model("resnet20", input_size=CIFAR_INPUT_SIZE)

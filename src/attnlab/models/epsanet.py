@@ -11,18 +11,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._registry import AttentionSpec, register_model
+from attnlab.attention import AttentionPlacement
+
+from ._registry import register_model
 from .resnet import Bottleneck, ResNet
 
 
 @register_model("epsanet50", attention="psa")
-def epsanet50(*, attention: AttentionSpec = "psa", **kwargs: Any) -> ResNet:
+def epsanet50(*, attention: AttentionPlacement | str | None = "psa", **kwargs: Any) -> ResNet:
     """EPSANet-50 ("small", PSA in all four stages): 22.56M parameters at 1000 classes; ``kwargs`` go to
     :class:`ResNet` (``attention_kwargs`` reach the PSA modules)."""
     return ResNet(Bottleneck, [3, 4, 6, 3], attention=attention, **kwargs)
 
 
 @register_model("epsanet101", attention="psa")
-def epsanet101(*, attention: AttentionSpec = "psa", **kwargs: Any) -> ResNet:
+def epsanet101(*, attention: AttentionPlacement | str | None = "psa", **kwargs: Any) -> ResNet:
     """EPSANet-101 ("small"): 38.90M parameters at 1000 classes; ``kwargs`` go to :class:`ResNet`."""
     return ResNet(Bottleneck, [3, 4, 23, 3], attention=attention, **kwargs)

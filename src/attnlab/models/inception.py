@@ -16,7 +16,6 @@ the inputs instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -32,8 +31,11 @@ from torchvision.models.inception import (
     InceptionOutputs,
 )
 
-from ._registry import AttentionFactory, AttentionSpec, register_model
-from .resnet import check_image_batch
+from attnlab.attention import AttentionFactory, AttentionPlacement
+from attnlab.utils import check_input
+
+from ._registry import register_model
+from .resnet import linear_head
 
 INCEPTION_INPUT_SIZE = (3, 299, 299)
 # Smallest input sides: below 75, Mixed_7a's 3x3 stride-2 convs meet a map smaller than 3x3; below 299, the
@@ -55,23 +57,23 @@ class Inception3(nn.Module):
     Stem of five convs and two max-pools, the 11 Inception blocks, global average pooling, dropout, linear head.
     With ``aux_logits`` the auxiliary classifier on the 17x17 grid is built, and in training mode ``forward``
     returns torchvision's ``InceptionOutputs(logits, aux_logits)`` (inputs then need H, W >= 299).
-    ``attention`` (registry name or class) goes after every block of the stages in ``attention_stages`` (1-based,
-    default all three).
+    ``attention`` (an :class:`AttentionPlacement`, or a registry name or class for every stage) goes after every
+    block of its stages. timm's interface: ``forward_features`` (the gated (N, 2048, 8, 8) map of ``Mixed_7c``
+    at 299 px), ``forward_head``, ``reset_classifier``, ``feature_info`` (the last block of each grid; its gate
+    applies after it).
     """
 
     def __init__(
         self,
         num_classes: int = 1000,
         *,
-        attention: AttentionSpec = None,
-        attention_kwargs: dict | None = None,
-        attention_stages: Sequence[int] | None = None,
+        attention: AttentionPlacement | str | type[nn.Module] | None = None,
         in_chans: int = 3,
         aux_logits: bool = False,
         dropout: float = 0.5,
     ):
         super().__init__()
-        gate = AttentionFactory(attention, attention_kwargs, attention_stages, 3).check_kind(("gate",), "Inception-v3").gate
+        gate = AttentionFactory(attention, 3, "Inception-v3").gate
         self.in_chans = in_chans
         self.aux_logits = aux_logits
         self.Conv2d_1a_3x3 = BasicConv2d(in_chans, 32, kernel_size=3, stride=2)
@@ -95,7 +97,13 @@ class Inception3(nn.Module):
         self.Mixed_7c = InceptionE(2048)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.dropout = nn.Dropout(p=dropout)
-        self.fc = nn.Linear(2048, num_classes)
+        self.num_features = 2048
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self.feature_info = [
+            {"num_chs": 288, "reduction": 8, "module": "Mixed_5d"},
+            {"num_chs": 768, "reduction": 16, "module": "Mixed_6e"},
+            {"num_chs": 2048, "reduction": 32, "module": "Mixed_7c"},
+        ]
         self._init_backbone_weights()
         gates = {name: gate(channels, stage) for name, channels, stage in INCEPTION_BLOCKS}
         self.attention = nn.ModuleDict({name: module for name, module in gates.items() if module is not None})
@@ -111,7 +119,7 @@ class Inception3(nn.Module):
                 nn.init.zeros_(m.bias)
 
     def _check_input(self, x: torch.Tensor) -> None:
-        check_image_batch(x, self.in_chans)
+        check_input(x, self.in_chans, "in_chans")
         needs_aux = self.training and self.AuxLogits is not None
         minimum = MIN_INPUT_SIZE_AUX if needs_aux else MIN_INPUT_SIZE
         if min(x.shape[-2:]) < minimum:
@@ -121,7 +129,8 @@ class Inception3(nn.Module):
                 f"got {x.shape[-2]}x{x.shape[-1]}; resize the images"
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor | InceptionOutputs:
+    def _features_and_aux(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(the gated output of the last block, the auxiliary logits when training with ``aux_logits``, else None)."""
         self._check_input(x)
         x = self.maxpool1(self.Conv2d_2b_3x3(self.Conv2d_2a_3x3(self.Conv2d_1a_3x3(x))))
         x = self.maxpool2(self.Conv2d_4a_3x3(self.Conv2d_3b_1x1(x)))
@@ -132,13 +141,30 @@ class Inception3(nn.Module):
                 x = self.attention[name](x)
             if name == "Mixed_6e" and self.training and self.AuxLogits is not None:
                 aux = self.AuxLogits(x)
-        x = self.fc(torch.flatten(self.dropout(self.avgpool(x)), 1))
-        return InceptionOutputs(x, aux) if aux is not None else x
+        return x, aux
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) -> the gated (N, 2048, h, w) output of ``Mixed_7c``."""
+        return self._features_and_aux(x)[0]
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, dropout and the linear classifier (or the pooled (N, 2048) with ``pre_logits``)."""
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(self.dropout(x))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised head for ``num_classes`` (0: none); the auxiliary classifier keeps its own."""
+        self.fc = linear_head(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor | InceptionOutputs:
+        x, aux = self._features_and_aux(x)
+        logits = self.forward_head(x)
+        return InceptionOutputs(logits, aux) if aux is not None else logits
 
 
 @register_model("inception_v3", input_size=INCEPTION_INPUT_SIZE)
 @register_model("se_inception_v3", input_size=INCEPTION_INPUT_SIZE, attention="se")
 def inception_v3(**kwargs: Any) -> Inception3:
     """Inception-v3 (Szegedy et al., CVPR 2016), auxiliary classifier off unless ``aux_logits=True``; ``kwargs`` go
-    to :class:`Inception3` (num_classes, attention, attention_kwargs, attention_stages, in_chans, ...)."""
+    to :class:`Inception3` (num_classes, attention, in_chans, aux_logits, dropout)."""
     return Inception3(**kwargs)

@@ -20,7 +20,6 @@ adaptive k instead.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import torch
@@ -28,8 +27,11 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from ._registry import AttentionFactory, AttentionSpec, register_model
-from .resnet import check_image_batch, init_resnet_weights
+from attnlab.attention import AttentionFactory, AttentionPlacement
+from attnlab.utils import check_input
+
+from ._registry import register_model
+from .resnet import init_resnet_weights, linear_head
 
 # (expansion t, output channels c, blocks n, first stride s) of each stage: the paper's Table 2
 MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
@@ -85,18 +87,16 @@ class MobileNetV2(nn.Module):
 
     Stem 3x3 conv (32 channels, stride 2), the seven stages of inverted residuals, 1x1 conv to 1280 channels,
     global average pooling, dropout, linear head; channels scale with ``width_mult`` (rounded to multiples of 8).
-    ``attention`` (registry name or class) goes into every block of the stages in ``attention_stages`` (1-based,
-    default all seven); ``stage_attention_kwargs``: per-stage presets (see :class:`AttentionFactory`).
+    ``attention`` (an :class:`AttentionPlacement`, or a registry name or class for every stage) goes into the
+    blocks of its stages. timm's interface: ``forward_features`` (the (N, 1280, H/32, W/32) map of the last 1x1
+    conv), ``forward_head``, ``reset_classifier``, ``feature_info`` (the last block of each of the seven stages).
     """
 
     def __init__(
         self,
         num_classes: int = 1000,
         *,
-        attention: AttentionSpec = None,
-        attention_kwargs: dict | None = None,
-        attention_stages: Sequence[int] | None = None,
-        stage_attention_kwargs: Sequence[dict] | None = None,
+        attention: AttentionPlacement | str | type[nn.Module] | None = None,
         in_chans: int = 3,
         width_mult: float = 1.0,
         dropout: float = 0.2,
@@ -105,12 +105,11 @@ class MobileNetV2(nn.Module):
         if not width_mult > 0:
             raise ValueError(f"width_mult must be > 0 (1.0 is the standard MobileNetV2), got {width_mult!r}")
         self.in_chans = in_chans
-        gate = AttentionFactory(
-            attention, attention_kwargs, attention_stages, len(MOBILENET_V2_STAGES), stage_attention_kwargs
-        ).check_kind(("gate",), "MobileNetV2").gate
+        gate = AttentionFactory(attention, len(MOBILENET_V2_STAGES), "MobileNetV2").gate
         channels = make_divisible(32 * width_mult)
         self.last_channel = make_divisible(1280 * max(1.0, width_mult))
         features: list[nn.Module] = [Conv2dNormActivation(in_chans, channels, stride=2, activation_layer=nn.ReLU6)]
+        reduction, self.feature_info = 2, []
         for stage, (expand_ratio, c, blocks, first_stride) in enumerate(MOBILENET_V2_STAGES, 1):
             out_channels = make_divisible(c * width_mult)
             for i in range(blocks):
@@ -119,23 +118,46 @@ class MobileNetV2(nn.Module):
                     InvertedResidual(channels, out_channels, stride, expand_ratio, gate(out_channels, stage))
                 )
                 channels = out_channels
+            reduction *= first_stride
+            self.feature_info.append(
+                {"num_chs": out_channels, "reduction": reduction, "module": f"features.{len(features) - 1}"}
+            )
         features.append(Conv2dNormActivation(channels, self.last_channel, kernel_size=1, activation_layer=nn.ReLU6))
         self.features = nn.Sequential(*features)
+        self.num_features = self.last_channel
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
         init_resnet_weights(self)
-        nn.init.normal_(self.classifier[1].weight, 0, 0.01)
-        nn.init.zeros_(self.classifier[1].bias)
+        self._init_classifier()
+
+    def _init_classifier(self) -> None:
+        if isinstance(self.classifier[1], nn.Linear):
+            nn.init.normal_(self.classifier[1].weight, 0, 0.01)
+            nn.init.zeros_(self.classifier[1].bias)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) -> the last 1x1 conv's (N, 1280, H/32, W/32) map."""
+        check_input(x, self.in_chans, "in_chans")
+        return self.features(x)
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, then dropout and the linear classifier (or the pooled (N, 1280) with
+        ``pre_logits``)."""
+        x = torch.flatten(F.adaptive_avg_pool2d(x, 1), 1)
+        return x if pre_logits else self.classifier(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new linear classifier for ``num_classes`` (0: none), initialised as torchvision does."""
+        self.classifier[1] = linear_head(self.num_features, num_classes)
+        self._init_classifier()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_chans)
-        x = F.adaptive_avg_pool2d(self.features(x), 1)
-        return self.classifier(torch.flatten(x, 1))
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model("mobilenet_v2")
-@register_model("eca_mobilenet_v2", attention="eca", stage_attention_kwargs=ECA_MOBILENET_V2_KWARGS, dropout=0.25)
-@register_model("se_mobilenet_v2", attention="se", stage_attention_kwargs=SE_MOBILENET_V2_KWARGS)
+@register_model("eca_mobilenet_v2", attention="eca", stage_kwargs=ECA_MOBILENET_V2_KWARGS, dropout=0.25)
+@register_model("se_mobilenet_v2", attention="se", stage_kwargs=SE_MOBILENET_V2_KWARGS)
 def mobilenet_v2(**kwargs: Any) -> MobileNetV2:
     """MobileNetV2 1.0 (Sandler et al., CVPR 2018): 3,504,872 parameters at 1000 classes; ``kwargs`` go to
-    :class:`MobileNetV2` (num_classes, attention, attention_kwargs, attention_stages, in_chans, width_mult, ...)."""
+    :class:`MobileNetV2` (num_classes, attention, in_chans, width_mult, dropout)."""
     return MobileNetV2(**kwargs)

@@ -18,7 +18,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from ._registry import AttentionFactory, AttentionSpec, register_model
+from attnlab.attention import AttentionFactory, AttentionPlacement
+from attnlab.utils import check_input
+
+from ._registry import register_model
 
 
 def conv3x3(in_planes: int, out_planes: int, stride: int = 1, groups: int = 1) -> nn.Conv2d:
@@ -37,15 +40,6 @@ def strided_conv3x3(
     """The block's strided 3x3 conv, or the conv-kind attention module (PSA, SK) that replaces it."""
     module = factory.conv(in_planes, out_planes, stride, stage) if factory is not None else None
     return module if module is not None else conv3x3(in_planes, out_planes, stride, groups)
-
-
-def check_image_batch(x: torch.Tensor, in_chans: int) -> None:
-    """Raise ValueError unless ``x`` is an (N, in_chans, H, W) batch."""
-    if x.dim() != 4 or x.shape[1] != in_chans:
-        raise ValueError(
-            f"expected an image batch of shape (N, {in_chans}, H, W), got {tuple(x.shape)}; "
-            f"add a batch dimension or build the model with in_chans={x.shape[1] if x.dim() == 4 else 'C'}"
-        )
 
 
 class BasicBlock(nn.Module):
@@ -146,6 +140,14 @@ class Bottleneck(nn.Module):
         return self.relu(out)
 
 
+def linear_head(in_features: int, num_classes: int) -> nn.Module:
+    """``nn.Linear(in_features, num_classes)``, or ``nn.Identity`` for ``num_classes=0`` (timm's convention for a
+    model without a classifier)."""
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 0:
+        raise ValueError(f"num_classes must be an integer >= 0 (0: no classifier), got {num_classes!r}")
+    return nn.Linear(in_features, num_classes) if num_classes else nn.Identity()
+
+
 def _backbone_modules(module: nn.Module) -> Iterator[nn.Module]:
     """Every submodule except those inside gate attention modules."""
     for child in module.children():
@@ -174,8 +176,9 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
 class ResNet(nn.Module):
     """ImageNet ResNet/ResNeXt: 7x7 stem, max-pool, four stages of blocks, global pooling, linear head.
 
-    (N, in_chans, H, W) -> (N, num_classes) logits. ``attention`` (registry name or class)
-    goes into every block of the stages in ``attention_stages`` (1-based, default all four).
+    (N, in_chans, H, W) -> (N, num_classes) logits. ``attention`` (an :class:`AttentionPlacement`, or a registry
+    name or class for every stage) goes into the blocks of its stages (``layer1``-``layer4``). timm's interface:
+    ``forward_features`` (N, num_features, H/32, W/32), ``forward_head``, ``reset_classifier``, ``feature_info``.
     """
 
     def __init__(
@@ -184,9 +187,7 @@ class ResNet(nn.Module):
         layers: Sequence[int],
         num_classes: int = 1000,
         *,
-        attention: AttentionSpec = None,
-        attention_kwargs: dict | None = None,
-        attention_stages: Sequence[int] | None = None,
+        attention: AttentionPlacement | str | type[nn.Module] | None = None,
         in_chans: int = 3,
         groups: int = 1,
         width_per_group: int = 64,
@@ -198,7 +199,7 @@ class ResNet(nn.Module):
         self.in_chans = in_chans
         self.groups = groups
         self.base_width = width_per_group
-        factory = AttentionFactory(attention, attention_kwargs, attention_stages, num_stages=4)
+        factory = AttentionFactory(attention, num_stages=4, model="ResNet", kinds=("gate", "conv"))
         self.inplanes = 64
         self.conv1 = nn.Conv2d(in_chans, self.inplanes, kernel_size=7, stride=2, padding=3, bias=False)
         self.bn1 = nn.BatchNorm2d(self.inplanes)
@@ -209,7 +210,12 @@ class ResNet(nn.Module):
         self.layer3 = self._make_layer(block, 256, layers[2], 2, factory, stage=3)
         self.layer4 = self._make_layer(block, 512, layers[3], 2, factory, stage=4)
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
-        self.fc = nn.Linear(512 * block.expansion, num_classes)
+        self.num_features = 512 * block.expansion
+        self.fc = nn.Linear(self.num_features, num_classes)
+        self.feature_info = [
+            {"num_chs": planes * block.expansion, "reduction": reduction, "module": f"layer{stage}"}
+            for stage, (planes, reduction) in enumerate(((64, 4), (128, 8), (256, 16), (512, 32)), 1)
+        ]
         init_resnet_weights(self, zero_init_residual)
 
     def _make_layer(
@@ -229,11 +235,24 @@ class ResNet(nn.Module):
         ]
         return nn.Sequential(*layers)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_image_batch(x, self.in_chans)
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, in_chans, H, W) -> the last stage's (N, num_features, H/32, W/32) map."""
+        check_input(x, self.in_chans, "in_chans")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
-        return self.fc(torch.flatten(self.avgpool(x), 1))
+        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, then the classifier: (N, num_features, h, w) -> (N, num_classes), or the pooled
+        (N, num_features) with ``pre_logits``."""
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised head for ``num_classes`` (0: none, ``forward`` returns pooled features)."""
+        self.fc = linear_head(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
 
 
 @register_model("resnet18")

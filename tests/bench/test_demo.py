@@ -1,6 +1,6 @@
 import math
 
-from attnlab.engine.demo import run_demo
+from attnlab.bench.demo import run_demo
 
 
 def eca_parameters(channels: int) -> int:
@@ -18,4 +18,4 @@ def test_demo_compares_plain_and_attention_models(tmp_path, capsys):
     assert [row["attention_layers"] for row in rows] == [0, 9]
     assert f"+{added}" in table and "eca_resnet20" in table and "1 epochs of the fast recipe" in table
     assert all(0 <= row["best_val_acc"] <= 1 for row in rows)
-    assert (tmp_path / "eca_resnet20" / "best.safetensors").is_file()
+    assert (tmp_path / "runs" / "eca_resnet20-s0" / "best.safetensors").is_file()

@@ -47,23 +47,52 @@ def run(args: argparse.Namespace) -> None:
     work, data = Path(args.work), Path(args.work) / "data"
     link_subset(Path(args.source), data, "train", args.train_per_class)
     link_subset(Path(args.source), data, "test", args.test_per_class)
-    summary = [f"# attnlab analyze on CIFAR-10 (JPEG), {args.train_per_class}/{args.test_per_class} images per class "
-               f"(train/test), recipe fast, {args.epochs} epochs\n"]
+    summary = [
+        f"# attnlab analyze on CIFAR-10 (JPEG), {args.train_per_class}/{args.test_per_class} images per class "
+        f"(train/test), recipe fast, {args.epochs} epochs\n"
+    ]
     for model in MODELS:
         run_dir = work / model
         if not finished(run_dir, args.epochs):
-            check(attnlab(["train", "--model", model, "--recipe", "fast", *PINNED, "--data", str(data), "--epochs",
-                           str(args.epochs), "--out", str(run_dir), "--device", "cpu", "--seed", str(args.seed)]),
-                  f"training {model}")
+            check(
+                attnlab(
+                    [
+                        "train",
+                        "--model",
+                        model,
+                        "--recipe",
+                        "fast",
+                        *PINNED,
+                        "--data",
+                        str(data),
+                        "--epochs",
+                        str(args.epochs),
+                        "--out",
+                        str(run_dir),
+                        "--device",
+                        "cpu",
+                        "--seed",
+                        str(args.seed),
+                    ]
+                ),
+                f"training {model}",
+            )
         common = [str(run_dir), "--data", str(data), "--device", "cpu", "--batch-size", "250"]
-        check(attnlab(["analyze", "activations", *common, "--images-per-class", str(args.test_per_class)]),
-              f"activations of {model}")
+        check(
+            attnlab(["analyze", "activations", *common, "--images-per-class", str(args.test_per_class)]),
+            f"activations of {model}",
+        )
         check(attnlab(["analyze", "ablate", *common]), f"ablation of {model}")
         report = json.loads((run_dir / "analysis" / "activations.json").read_text())
-        summary.append(f"## {model}\n\n| block | stage | channels | class specificity | within-class std | "
-                       "saturation |\n|---|---:|---:|---:|---:|---:|")
-        summary += [f"| {b['block']} | {b['stage']} | {b['channels']} | {b['class_specificity']:.4f} | "
-                    f"{b['within_class_std']:.4f} | {b['saturation']:.4f} |" for b in report["blocks"]]
+        summary.append(
+            f"## {model}\n\n| block | stage | channels | class specificity | within-class std | "
+            "saturation |\n|---|---:|---:|---:|---:|---:|"
+        )
+        summary += [
+            f"| {b['block']} | {b['stage']} | {b['channels']} | {b['class_specificity']:.4f} | "
+            f"{b['within_class_std']:.4f} | {b['saturation']:.4f} |"
+            for b in report["blocks"]
+        ]
         summary.append("\n" + (run_dir / "analysis" / "ablation.md").read_text())
     (work / "summary.md").write_text("\n".join(summary) + "\n")
     print("\n".join(summary))

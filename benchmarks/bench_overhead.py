@@ -54,14 +54,17 @@ def large_allocations(model: torch.nn.Module, input_size: int, batch_size: int =
 
 
 def allocation_table(models: list[str], input_size: int) -> str:
-    lines = ["| model | attnlab allocations >= 1 MB | attnlab MB | timm allocations >= 1 MB | timm MB |",
-             "|---|---|---|---|---|"]
+    lines = [
+        "| model | attnlab allocations >= 1 MB | attnlab MB | timm allocations >= 1 MB | timm MB |",
+        "|---|---|---|---|---|",
+    ]
     for name in models:
         ours = large_allocations(attnlab.create_model(name), input_size)
         twin = create_timm_twin(name)
         theirs = large_allocations(twin, input_size) if twin is not None else None
-        lines.append(f"| {name} | {ours[0]} | {ours[1]:.0f} | " + (
-            f"{theirs[0]} | {theirs[1]:.0f} |" if theirs else "- | - |"))
+        lines.append(
+            f"| {name} | {ours[0]} | {ours[1]:.0f} | " + (f"{theirs[0]} | {theirs[1]:.0f} |" if theirs else "- | - |")
+        )
     return "\n".join(lines)
 
 
@@ -70,16 +73,22 @@ def target_lines(results) -> list[str]:
     lines = ["| check | target | wall-clock | CPU time | met |", "|---|---|---|---|---|"]
     for name, target in OVERHEAD_TARGETS.items():
         r = by_name[name]
-        lines.append(f"| {name} / resnet50 inference | >= {target:.2f} | {r.infer_ratio:.3f} | "
-                     f"{r.infer_cpu_ratio:.3f} | {'yes' if r.infer_ratio >= target else 'NO'} |")
+        lines.append(
+            f"| {name} / resnet50 inference | >= {target:.2f} | {r.infer_ratio:.3f} | "
+            f"{r.infer_cpu_ratio:.3f} | {'yes' if r.infer_ratio >= target else 'NO'} |"
+        )
     for r in results:
         if r.timm is None:
             continue
-        lines.append(f"| {r.model} attnlab / timm inference | >= 1.00 | {r.vs_timm_infer:.3f} | "
-                     f"{r.vs_timm_infer_cpu:.3f} | {'yes' if r.vs_timm_infer >= 1 else 'NO'} |")
+        lines.append(
+            f"| {r.model} attnlab / timm inference | >= 1.00 | {r.vs_timm_infer:.3f} | "
+            f"{r.vs_timm_infer_cpu:.3f} | {'yes' if r.vs_timm_infer >= 1 else 'NO'} |"
+        )
         if r.vs_timm_train is not None:
-            lines.append(f"| {r.model} attnlab / timm training step | >= 1.00 | {r.vs_timm_train:.3f} | - | "
-                         f"{'yes' if r.vs_timm_train >= 1 else 'NO'} |")
+            lines.append(
+                f"| {r.model} attnlab / timm training step | >= 1.00 | {r.vs_timm_train:.3f} | - | "
+                f"{'yes' if r.vs_timm_train >= 1 else 'NO'} |"
+            )
     return lines
 
 
@@ -100,14 +109,25 @@ def main() -> int:
 
     load_before = os.getloadavg()[0]
     if load_before > args.max_load and not args.force:
-        print(f"load average {load_before:.2f} > {args.max_load}: other processes would distort the timings; "
-              "wait, or pass --force", file=sys.stderr)
+        print(
+            f"load average {load_before:.2f} > {args.max_load}: other processes would distort the timings; "
+            "wait, or pass --force",
+            file=sys.stderr,
+        )
         return 1
     torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
-    results = benchmark(models, input_size=args.input_size, batch_size=args.batch_size, device="cpu",
-                        vs_timm=True, train=not args.no_train, warmup=args.warmup, repeats=args.repeats,
-                        progress=lambda message: print(message, file=sys.stderr, flush=True))
+    results = benchmark(
+        models,
+        input_size=args.input_size,
+        batch_size=args.batch_size,
+        device="cpu",
+        vs_timm=True,
+        train=not args.no_train,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        progress=lambda message: print(message, file=sys.stderr, flush=True),
+    )
     load_after = os.getloadavg()[0]
     env = environment("cpu")
     text = [
@@ -142,7 +162,9 @@ def main() -> int:
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     if args.json:
-        Path(args.json).write_text(json.dumps({"environment": env, "results": [r.to_dict() for r in results]}, indent=2))
+        Path(args.json).write_text(
+            json.dumps({"environment": env, "results": [r.to_dict() for r in results]}, indent=2)
+        )
     Path(args.out).write_text("\n".join(text))
     print("\n".join(text))
     return 0

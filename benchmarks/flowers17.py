@@ -40,24 +40,28 @@ PRESETS = {
 
 def setting(args: argparse.Namespace, wall_seconds: float) -> str:
     env = environment("cuda" if torch.cuda.is_available() else "cpu")
-    return "\n".join([
-        "# Oxford 17 Flowers: ResNet vs SE-ResNet vs ECA-ResNet (keras-flowers recipe)",
-        "",
-        f"- Setting: preset `{args.preset}`; {', '.join(args.models)} at {args.img_size} px, {args.epochs} epochs, "
-        f"seeds {', '.join(map(str, args.seeds))}; data {args.data} (1088 train / 272 test images, 17 classes).",
-        "- Recipe: Keras-style augmentation (rotation 20, shifts 0.1, shear 10, zoom 0.1, flip, brightness "
-        "0.7-1.3, nearest fill), rescale 1/255, Adam 1e-4 (x0.1 after epochs 40 and 80), batch 32, "
-        "cross-entropy; the recipe keeps the best-val checkpoint, so `best val acc` is the seed experiment's number.",
-        f"- Hardware: {env['device']}: {env['hardware']}, {os.cpu_count()} cores, torch threads "
-        f"{env['torch_threads']}; Python {env['python']}, torch {env['torch']}, torchvision {torchvision.__version__}, "
-        f"attnlab {env['attnlab']}.",
-        f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}` "
-        f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); finished "
-        f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall_seconds / 60:.1f} min in this invocation.",
-        "- With 272 test images one image is 0.37 points.",
-        "",
-        "",
-    ])
+    return "\n".join(
+        [
+            "# Oxford 17 Flowers: ResNet vs SE-ResNet vs ECA-ResNet (keras-flowers recipe)",
+            "",
+            f"- Setting: preset `{args.preset}`; {', '.join(args.models)} at {args.img_size} px, {args.epochs} epochs, "
+            f"seeds {', '.join(map(str, args.seeds))}; data {args.data} (1088 train / 272 test images, 17 classes).",
+            "- Recipe: Keras-style augmentation (rotation 20, shifts 0.1, shear 10, zoom 0.1, flip, brightness "
+            "0.7-1.3, nearest fill), rescale 1/255, Adam 1e-4 (x0.1 after epochs 40 and 80), batch 32, "
+            "cross-entropy; the recipe keeps the best-val checkpoint, so `best val acc` is the seed experiment's "
+            "number.",
+            f"- Hardware: {env['device']}: {env['hardware']}, {os.cpu_count()} cores, torch threads "
+            f"{env['torch_threads']}; Python {env['python']}, torch {env['torch']}, "
+            f"torchvision {torchvision.__version__}, "
+            f"attnlab {env['attnlab']}.",
+            f"- Command: `{' '.join([Path(sys.executable).name, *sys.argv])}` "
+            f"(OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}); finished "
+            f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M} UTC, {wall_seconds / 60:.1f} min in this invocation.",
+            "- With 272 test images one image is 0.37 points.",
+            "",
+            "",
+        ]
+    )
 
 
 def main() -> None:
@@ -80,10 +84,20 @@ def main() -> None:
     results = Path(args.results or REPO / "benchmarks" / "results" / f"flowers17-{args.preset}")
     if not Path(args.data).is_dir():
         raise SystemExit(f"no data at {args.data}; pass --data DIR (an ImageFolder root with train/ and test/)")
-    spec = CompareConfig(parse_models(args.models), "keras-flowers", args.seeds, str(work), {
-        "data": args.data, "img_size": args.img_size, "epochs": args.epochs, "device": args.device,
-        "workers": args.workers, "cache_dir": str(work / "cache"),
-    })
+    spec = CompareConfig(
+        parse_models(args.models),
+        "keras-flowers",
+        args.seeds,
+        str(work),
+        {
+            "data": args.data,
+            "img_size": args.img_size,
+            "epochs": args.epochs,
+            "device": args.device,
+            "workers": args.workers,
+            "cache_dir": str(work / "cache"),
+        },
+    )
     start = time.perf_counter()
     run_all(spec)
     report = summarise(spec)

@@ -51,8 +51,10 @@ def main() -> None:
             if is_gate_op(e.key, e.input_shapes):
                 gate[e.key] = gate.get(e.key, 0.0) + e.self_cpu_time_total
         per_forward = {k: round(v / args.forwards / 1000, 1) for k, v in gate.items()}
-        print(f"{name}: {total / args.forwards / 1000:.0f} ms per forward; gate ops (ms per forward) {per_forward}; "
-              f"share {100 * sum(gate.values()) / total:.2f} %")
+        print(
+            f"{name}: {total / args.forwards / 1000:.0f} ms per forward; gate ops (ms per forward) {per_forward}; "
+            f"share {100 * sum(gate.values()) / total:.2f} %"
+        )
 
 
 if __name__ == "__main__":

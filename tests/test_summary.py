@@ -1,4 +1,3 @@
-import torch
 from torch import nn
 
 from attnlab.attention import create_attention

@@ -28,7 +28,7 @@ from attnlab.engine.evaluate import evaluate
 from attnlab.engine.inference import load_model, predict_files
 from attnlab.engine.plots import plot_confusion
 from attnlab.engine.trainer import TrainingDiverged, train
-from attnlab.export import export_checkpoint
+from attnlab.export import EXPORT_FORMATS, export_checkpoint
 from attnlab.utils import resolve_device
 
 LIST_CHANNELS = 256
@@ -354,7 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
         "against PyTorch on random inputs (max abs / relative error); exit 2 over --atol.",
     )
     p.add_argument("run", metavar="RUN_OR_CKPT")
-    p.add_argument("--format", choices=("onnx", "torchscript"), default="onnx")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: leave the batch size free")
     p.add_argument("--atol", type=float, default=1e-4, help="largest max abs error accepted (default 1e-4)")

@@ -113,7 +113,9 @@ def _is_leaf(module: nn.Module) -> bool:
     return is_attention(module) or not any(True for _ in module.children())
 
 
-def summary(model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), device: str | torch.device = "cpu") -> ModelSummary:
+def summary(
+    model: nn.Module, input_size: tuple[int, ...] = (3, 224, 224), device: str | torch.device = "cpu"
+) -> ModelSummary:
     """Summarise ``model`` for one (1, *input_size) input: one row per layer that ran, totals, FLOPs, memory."""
     model = model.to(device)
     result = ModelSummary(input_size=tuple(input_size))

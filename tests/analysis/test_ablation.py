@@ -28,8 +28,9 @@ def test_switched_off_equals_model_built_without_it(attention, stages_off, tiny_
         kwargs["attention_kwargs"] = {"zero_init_last": False}
     model = trained_like("resnet20", **kwargs)
     kept = tuple(s for s in (1, 2, 3) if s not in stages_off)
-    without = create_model("resnet20", num_classes=NUM_CLASSES, attention_stages=kept or None,
-                           **(kwargs if kept else {})).eval()
+    without = create_model(
+        "resnet20", num_classes=NUM_CLASSES, attention_stages=kept or None, **(kwargs if kept else {})
+    ).eval()
     missing, unexpected = without.load_state_dict(model.state_dict(), strict=False)
     assert missing == [] and unexpected and all(".attention." in key for key in unexpected)
     images = tiny_batches[0][0]
@@ -63,8 +64,11 @@ def test_ablation_rows(tiny_batches):
     stages = attention_stage_map(create_model("se_resnet20", num_classes=NUM_CLASSES))
     rows = ablate_stages(model, stages, lambda: tiny_batches, NUM_CLASSES)
     settings = ["stage 1", "stage 2", "stage 3", "all"]
-    assert [(r.switched_off, r.mode) for r in rows] == [("none", "-"), *((s, "identity") for s in settings),
-                                                        *((s, "mean") for s in settings)]
+    assert [(r.switched_off, r.mode) for r in rows] == [
+        ("none", "-"),
+        *((s, "identity") for s in settings),
+        *((s, "mean") for s in settings),
+    ]
     assert [r.blocks for r in rows] == [0, 3, 3, 3, 9, 3, 3, 3, 9]
     without_last = create_model("se_resnet20", num_classes=NUM_CLASSES, attention_stages=(1, 2)).eval()
     without_last.load_state_dict(model.state_dict(), strict=False)

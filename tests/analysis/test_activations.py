@@ -78,7 +78,7 @@ def test_report_csv_shape_and_range(tiny_batches, tmp_path):
     blocks = last_block_per_stage(stages, model)
     results = excitation_statistics(model, tiny_batches, NUM_CLASSES, blocks, stages, IMAGES_PER_CLASS)
     report = write_excitation_report(results, ["a", "b", "c"], [0, 2], 5, tmp_path)
-    rows = list(csv.DictReader(open(tmp_path / "activations.csv")))
+    rows = list(csv.DictReader((tmp_path / "activations.csv").read_text().splitlines()))
     # 3 blocks x 5 sampled channels (of 16, 32, 64) x (2 chosen classes + 'all')
     assert len(rows) == 3 * 5 * 3
     assert {r["class"] for r in rows} == {"a", "c", "all"}
@@ -109,6 +109,5 @@ def test_spatial_gates_are_averaged_over_space():
     "path, message", [("layer1.0.bn1", "no `gate` submodule"), ("layer9.attention", "has no module")]
 )
 def test_bad_block_is_refused(path, message):
-    with pytest.raises(ValueError, match=message):
-        with record_gates(se_model(), [path]):
-            pass
+    with pytest.raises(ValueError, match=message), record_gates(se_model(), [path]):
+        pass

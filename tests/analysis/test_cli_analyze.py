@@ -141,3 +141,20 @@ def test_kernel_sweep_cli(trained, tmp_path, capsys):
     capsys.readouterr()
     assert main(args) == 0  # finished runs are skipped
     assert capsys.readouterr().out.count(": finished, skipping") == 3
+
+
+def test_analyses_work_on_attach_runs(trained, tmp_path):
+    """Stages come from the tags attach leaves on its modules, so runs trained with --attach are analysable."""
+    data, _ = trained
+    run = tmp_path / "attached"
+    assert main(["train", "--model", "resnet20", "--attach", "eca", "--data", str(data), "--out", str(run), *TINY]) == 0
+    common = ["--data", str(data), "--device", "cpu"]
+    assert main(["analyze", "ablate", str(run), *common, "--out", str(tmp_path / "ablate"), "--modes", "identity"]) == 0
+    rows = json.loads((tmp_path / "ablate" / "ablation.json").read_text())
+    assert [r["blocks"] for r in rows] == [0, 3, 3, 3, 9]  # none, stages 1-3 of three blocks each, all
+    assert main(["analyze", "activations", str(run), *common, "--images-per-class", "1", "--channels", "4"]) == 0
+    report = json.loads((run / "analysis" / "activations.json").read_text())
+    assert [b["block"] for b in report["blocks"]] == [f"layer{s}.2.bn2.attention" for s in (1, 2, 3)]
+    assert [b["stage"] for b in report["blocks"]] == [1, 2, 3]
+    image = str(data / "test" / "circle" / "0.png")
+    assert main(["analyze", "cam", str(run), image, "--out", str(tmp_path / "cam"), "--device", "cpu"]) == 0

@@ -20,8 +20,11 @@ def test_resolved_kernel_sizes():
 def test_entries_cover_adaptive_and_every_k():
     entries = sweep_entries("eca_resnet20", [3, 5], attention_kwargs={"gamma": 2, "k_size": 9})
     assert [e.label for e in entries] == ["adaptive", "k3", "k5"]
-    assert [e.overrides["attention_kwargs"] for e in entries] == [{"gamma": 2}, {"gamma": 2, "k_size": 3},
-                                                                  {"gamma": 2, "k_size": 5}]
+    assert [e.overrides["attention_kwargs"] for e in entries] == [
+        {"gamma": 2},
+        {"gamma": 2, "k_size": 3},
+        {"gamma": 2, "k_size": 5},
+    ]
     with pytest.raises(ValueError, match="k_size must be an odd integer"):
         sweep_entries("eca_resnet20", [4])
     with pytest.raises(ValueError, match="at least one kernel size"):
@@ -32,11 +35,19 @@ def test_rows_table_and_plot_from_a_compare_report(tmp_path):
     def row(label, kwargs, accs):
         mean = sum(accs) / len(accs)
         std = (sum((a - mean) ** 2 for a in accs) / (len(accs) - 1)) ** 0.5
-        return {"label": label, "overrides": {"attention_kwargs": kwargs},
-                "val_acc": {"mean": mean, "std": std, "per_seed": accs}}
+        return {
+            "label": label,
+            "overrides": {"attention_kwargs": kwargs},
+            "val_acc": {"mean": mean, "std": std, "per_seed": accs},
+        }
 
-    report = {"models": [row("adaptive", {}, [0.5, 0.6]), row("k5", {"k_size": 5}, [0.52, 0.54]),
-                         row("k3", {"k_size": 3}, [0.4, 0.4])]}
+    report = {
+        "models": [
+            row("adaptive", {}, [0.5, 0.6]),
+            row("k5", {"k_size": 5}, [0.52, 0.54]),
+            row("k3", {"k_size": 3}, [0.4, 0.4]),
+        ]
+    }
     rows = sweep_rows(report)
     assert [(r["setting"], r["k"]) for r in rows] == [("adaptive", None), ("k5", 5), ("k3", 3)]
     table = sweep_markdown(rows, [3, 5, 5])

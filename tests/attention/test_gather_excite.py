@@ -28,8 +28,11 @@ def randomize(module: torch.nn.Module) -> torch.nn.Module:
     [
         (64, {}, 0),
         (16, {"extent": 4, "extra_params": True}, 2 * (9 * 16 + 2 * 16)),  # log2(4) = 2 depthwise conv + BN
-        (32, {"extent": 8, "extra_params": True, "use_mlp": True, "reduction": 4},
-         3 * (9 * 32 + 2 * 32) + (32 * 8 + 8) + (8 * 32 + 32)),
+        (
+            32,
+            {"extent": 8, "extra_params": True, "use_mlp": True, "reduction": 4},
+            3 * (9 * 32 + 2 * 32) + (32 * 8 + 8) + (8 * 32 + 32),
+        ),
         (8, {"extra_params": True, "feat_size": (5, 3)}, 8 * 5 * 3 + 2 * 8),  # global depthwise conv + BN
         (64, {"use_mlp": True}, (64 * 4 + 4) + (4 * 64 + 64)),
     ],

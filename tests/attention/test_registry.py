@@ -7,7 +7,24 @@ from attnlab.attention import attention_kind, create_attention, get_attention_in
 
 def test_at_least_sixteen_modules():
     names = list_attentions()
-    required = {"se", "eca", "cbam", "psa", "ge", "sk", "srm", "gct", "fca", "coord", "simam", "triplet", "gc", "bam", "ese", "sa"}
+    required = {
+        "se",
+        "eca",
+        "cbam",
+        "psa",
+        "ge",
+        "sk",
+        "srm",
+        "gct",
+        "fca",
+        "coord",
+        "simam",
+        "triplet",
+        "gc",
+        "bam",
+        "ese",
+        "sa",
+    }
     assert required <= set(names)
     assert len(names) >= 16 and "none" not in names  # no attention is None, not a module
 
@@ -32,5 +49,7 @@ def test_top_level_api_and_classes():
 
 
 def test_unknown_keyword_names_the_accepted_ones():
-    with pytest.raises(ValueError, match=r"unexpected keyword argument 'ratio'; it takes \(channels, reduction, bias, act, inplace\)"):
+    with pytest.raises(
+        ValueError, match=r"unexpected keyword argument 'ratio'; it takes \(channels, reduction, bias, act, inplace\)"
+    ):
         create_attention("se", 64, ratio=4)

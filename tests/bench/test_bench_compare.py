@@ -64,7 +64,9 @@ def test_compare_writes_the_report_with_one_row_per_model(comparison):
         assert row["flops"] > 0 and row["train_images_per_s"] > 0 and row["infer_images_per_s"] > 0
         assert row["wall_seconds"] > 0
     baseline = saved["models"][0]["val_acc"]["mean"]
-    assert saved["models"][1]["delta_val_points"] == pytest.approx(100 * (saved["models"][1]["val_acc"]["mean"] - baseline))
+    assert saved["models"][1]["delta_val_points"] == pytest.approx(
+        100 * (saved["models"][1]["val_acc"]["mean"] - baseline)
+    )
     assert report["models"][0]["delta_val_points"] == 0
     table = (out / "report.md").read_text()
     assert all(table.count(f"\n| {label} |") == 1 for label in MODELS)
@@ -88,8 +90,13 @@ def test_compare_refuses_to_mix_runs_with_other_settings(comparison):
     _, _, out = comparison
     data = json.loads((out / "report.json").read_text())["overrides"]["data"]
     with pytest.raises(ValueError, match="epochs: 1 != 2"):
-        compare(MODELS, seeds=SEEDS, out=out, progress=lambda m: None,
-                overrides=dict(data=data, epochs=2, img_size=8, cache_size=8, batch_size=4, device="cpu"))
+        compare(
+            MODELS,
+            seeds=SEEDS,
+            out=out,
+            progress=lambda m: None,
+            overrides=dict(data=data, epochs=2, img_size=8, cache_size=8, batch_size=4, device="cpu"),
+        )
 
 
 @pytest.mark.parametrize("models, message", [([], "non-empty"), (["a", "a"], "unique"), ([{"label": "x"}], "'model'")])
@@ -110,3 +117,15 @@ def test_shipped_configs_cover_the_three_seed_experiments_and_their_cpu_variants
     names = {p.name for p in CONFIGS}
     for base in ("flowers17-resnet50", "cifar10-alexnet", "cifar10-epsanet"):
         assert {f"{base}.yaml", f"{base}-cpu.yaml"} <= names
+
+
+def test_model_cost_counts_attached_modules():
+    from attnlab.bench.compare import _model_cost
+    from attnlab.engine.config import resolve_config
+
+    plain = resolve_config("fast", model="resnet20", img_size=32)
+    attached = resolve_config("fast", model="resnet20", attach="se", img_size=32)
+    (plain_params, plain_flops), (params, flops) = _model_cost(plain, 10), _model_cost(attached, 10)
+    se_params = sum(2 * c * (c // 16) + c // 16 + c for c in (16, 32, 64)) * 3  # 3 blocks per stage
+    assert params - plain_params == se_params + 9  # + one zero-initialised blend scale per inserted module
+    assert flops > plain_flops  # the SE MLPs' matmuls

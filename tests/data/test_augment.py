@@ -31,8 +31,9 @@ def shifted(image, dx, dy):
     """image (3, S, S) moved right by dx and down by dy pixels (the uncovered border left as NaN)."""
     out = torch.full_like(image, float("nan"))
     size = image.shape[-1]
-    out[:, max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = \
-        image[:, max(-dy, 0) : size + min(-dy, 0), max(-dx, 0) : size + min(-dx, 0)]
+    out[:, max(dy, 0) : size + min(dy, 0), max(dx, 0) : size + min(dx, 0)] = image[
+        :, max(-dy, 0) : size + min(-dy, 0), max(-dx, 0) : size + min(-dx, 0)
+    ]
     return out
 
 
@@ -44,7 +45,10 @@ def test_fast_is_a_whole_pixel_shift_and_flip(hflip):
     for image, result in zip(images, out):
         candidates = [(image, False)] + ([(image.flip(-1), True)] if hflip else [])
         matches = [
-            flipped for source, flipped in candidates for dx in range(-2, 3) for dy in range(-2, 3)
+            flipped
+            for source, flipped in candidates
+            for dx in range(-2, 3)
+            for dy in range(-2, 3)
             if torch.equal(torch.where(shifted(source, dx, dy).isnan(), result, shifted(source, dx, dy)), result)
         ]
         assert matches, "output is not a shifted copy of its input"

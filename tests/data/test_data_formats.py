@@ -89,8 +89,10 @@ def write_batch(path, contents):
 
 def test_cifar10_python_batches(tmp_path):
     rng = np.random.default_rng(0)
-    rows = {name: rng.integers(0, 256, (n, 3072), dtype=np.uint8) for name, n in
-            [("data_batch_1", 3), ("data_batch_2", 2), ("test_batch", 2)]}
+    rows = {
+        name: rng.integers(0, 256, (n, 3072), dtype=np.uint8)
+        for name, n in [("data_batch_1", 3), ("data_batch_2", 2), ("test_batch", 2)]
+    }
     labels = {"data_batch_1": [0, 1, 2], "data_batch_2": [2, 0], "test_batch": [1, 1]}
     root = tmp_path / "cifar-10-batches-py"
     root.mkdir()
@@ -173,5 +175,5 @@ def test_streaming_gives_the_cached_images(image_tree):
     cached = load_splits(str(root), size=4).val
     streamed = load_splits(str(root), size=4, max_cache_bytes=0).val
     assert cached.in_memory and not streamed.in_memory
-    (images, labels), = streamed.stream([torch.arange(6)])
+    ((images, labels),) = streamed.stream([torch.arange(6)])
     assert torch.equal(images, cached.cache[0]) and torch.equal(labels, cached.cache[1])

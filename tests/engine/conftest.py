@@ -1,6 +1,5 @@
 import pytest
 import torch
-
 from engine_helpers import TINY
 
 from attnlab.engine.config import resolve_config

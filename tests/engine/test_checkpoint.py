@@ -27,8 +27,13 @@ def test_training_state_round_trip_without_pickle(tmp_path):
     model(torch.randn(2, 4)).sum().backward()
     optimizer.step()
     scheduler.step()
-    state = {"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(), "history": [{"x": 1.5}],
-             "none": None, "best": float("-inf")}
+    state = {
+        "optimizer": optimizer.state_dict(),
+        "scheduler": scheduler.state_dict(),
+        "history": [{"x": 1.5}],
+        "none": None,
+        "best": float("-inf"),
+    }
     path = save_state(tmp_path / "resume.safetensors", state, {"epoch": 3})
     loaded, meta = load_state(path)
     assert meta == {"epoch": 3}

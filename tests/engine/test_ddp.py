@@ -15,10 +15,22 @@ def test_two_gloo_processes_train_and_reduce_metrics_over_both_shards(tmp_path):
     (180 + 179 images on the two processes), i.e. what one process measures on the saved weights."""
     out = tmp_path / "ddp"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node=2",
-               "-m", "attnlab.cli", "train", *flags, "--epochs=1", f"--out={out}"]
-    result = subprocess.run(command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True,
-                            timeout=300)
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc-per-node=2",
+        "-m",
+        "attnlab.cli",
+        "train",
+        *flags,
+        "--epochs=1",
+        f"--out={out}",
+    ]
+    result = subprocess.run(
+        command, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     assert result.stdout.count("epoch   1/1") == 1  # only rank 0 reports
     (row,) = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]

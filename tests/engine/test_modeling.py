@@ -1,6 +1,6 @@
-from attnlab.engine.modeling import model_for_config, parse_where
-from attnlab.engine.config import resolve_config
 from attnlab.attention import attention_stages
+from attnlab.engine.config import resolve_config
+from attnlab.engine.modeling import model_for_config, parse_where
 
 
 def test_parse_where():

@@ -53,9 +53,20 @@ def test_digits_end_to_end_above_90_percent(digits_run):
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     assert max(row["val_acc"] for row in rows) > 0.9
     files = {p.name for p in digits_run.iterdir()}
-    assert {"config.yaml", "classes.json", "metrics.csv", "metrics.jsonl", "best.safetensors", "best.json",
-            "last.safetensors", "last.json", "resume.safetensors", "curves.png", "confusion.png",
-            "predictions.png"} <= files
+    assert {
+        "config.yaml",
+        "classes.json",
+        "metrics.csv",
+        "metrics.jsonl",
+        "best.safetensors",
+        "best.json",
+        "last.safetensors",
+        "last.json",
+        "resume.safetensors",
+        "curves.png",
+        "confusion.png",
+        "predictions.png",
+    } <= files
     assert not [name for name in files if name.endswith(".tmp")]
     csv = (digits_run / "metrics.csv").read_text().splitlines()
     assert csv[0].startswith("epoch,train_loss,train_acc,val_loss,val_acc") and len(csv) == 5
@@ -120,8 +131,11 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):
             yield (images * math.nan if (epoch, step) == (1, 3) else images), labels
 
     trainer.train_batches.epoch = poisoned_epoch
-    with pytest.raises(TrainingDiverged, match=r"loss became nan in epoch 2; training stopped. The checkpoints of "
-                                               r"the last finished epoch are in .*run"):
+    with pytest.raises(
+        TrainingDiverged,
+        match=r"loss became nan in epoch 2; training stopped. The checkpoints of "
+        r"the last finished epoch are in .*run",
+    ):
         trainer.fit()
     weights, metadata = load_weights(trainer.run_dir / "last.safetensors")
     assert metadata["epoch"] == 1 and all(torch.isfinite(w).all() for w in weights.values())

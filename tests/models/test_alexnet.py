@@ -1,12 +1,11 @@
 import pytest
 import torch
-from torch import nn
+from model_helpers import num_params
 
-from attnlab.attention.eca import eca_kernel_size
 from attnlab.attention import AttentionPlacement
+from attnlab.attention.eca import eca_kernel_size
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models.alexnet import AlexNet
-from model_helpers import num_params
 
 # (in, out, kernel) of the five convs and the seed experiment's fixed ECA kernels
 CONVS = [(3, 48, 11), (48, 128, 5), (128, 192, 3), (192, 192, 3), (192, 128, 3)]
@@ -39,8 +38,10 @@ def test_gate_runs_once_after_the_conv_and_before_its_relu():
     torch.manual_seed(0)
     model = create_model("alexnet_eca", num_classes=10).eval()
     calls, seen = [], {}
-    handles = [stage.attention.register_forward_hook(lambda m, i, o, s=s: calls.append(s))
-               for s, stage in enumerate(model.features)]
+    handles = [
+        stage.attention.register_forward_hook(lambda m, i, o, s=s: calls.append(s))
+        for s, stage in enumerate(model.features)
+    ]
     stage = model.features[1]
     handles += [
         stage.conv.register_forward_hook(lambda m, i, o: seen.__setitem__("conv", o.clone())),

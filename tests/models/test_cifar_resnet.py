@@ -20,8 +20,9 @@ def cifar_resnet_params(depth: int, num_classes: int) -> int:
     return total + 64 * num_classes + num_classes
 
 
-@pytest.mark.parametrize("name, depth, published", [("resnet20", 20, 269_722), ("resnet32", 32, 464_154),
-                                                    ("resnet56", 56, 853_018)])
+@pytest.mark.parametrize(
+    "name, depth, published", [("resnet20", 20, 269_722), ("resnet32", 32, 464_154), ("resnet56", 56, 853_018)]
+)
 def test_parameter_counts(name, depth, published):
     model = create_model(name, num_classes=10)
     assert sum(p.numel() for p in model.parameters()) == cifar_resnet_params(depth, 10) == published

@@ -1,12 +1,12 @@
 import pytest
 import torch
 import torchvision
+from model_helpers import meta_params, num_params, se_params
 from torch import nn
 
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models import inception as inception_module
 from attnlab.models.inception import INCEPTION_BLOCKS, InceptionOutputs
-from model_helpers import num_params, meta_params, se_params
 
 BLOCK_NAMES = [name for name, _, _ in INCEPTION_BLOCKS]
 # output channels of the 11 Inception blocks of torchvision's Inception-v3, on the 35x35, 17x17 and 8x8 grids
@@ -55,7 +55,7 @@ def test_key_names_with_aux_logits_and_attention():
 
 
 def test_every_se_module_runs_exactly_once_per_forward(se_inception):
-    calls = {name: 0 for name in BLOCK_NAMES}
+    calls = dict.fromkeys(BLOCK_NAMES, 0)
     handles = [
         se_inception.attention[name].register_forward_hook(
             lambda *_, name=name: calls.__setitem__(name, calls[name] + 1)
@@ -67,7 +67,7 @@ def test_every_se_module_runs_exactly_once_per_forward(se_inception):
         se_inception(torch.randn(*SMALL_INPUT))
     for handle in handles:
         handle.remove()
-    assert calls == {name: 2 for name in BLOCK_NAMES}
+    assert calls == dict.fromkeys(BLOCK_NAMES, 2)
     assert [layer["path"] for layer in attention_layers(se_inception)] == [f"attention.{n}" for n in BLOCK_NAMES]
     assert [layer["channels"] for layer in attention_layers(se_inception)] == BLOCK_CHANNELS
 
@@ -76,8 +76,12 @@ def test_se_gates_each_block_output_before_the_next_block(se_inception):
     seen = {}
     handles = [
         se_inception.Mixed_5c.register_forward_hook(lambda m, i, o: seen.__setitem__("block_out", o.clone())),
-        se_inception.attention["Mixed_5c"].register_forward_pre_hook(lambda m, i: seen.__setitem__("gate_in", i[0].clone())),
-        se_inception.attention["Mixed_5c"].register_forward_hook(lambda m, i, o: seen.__setitem__("gate_out", o.clone())),
+        se_inception.attention["Mixed_5c"].register_forward_pre_hook(
+            lambda m, i: seen.__setitem__("gate_in", i[0].clone())
+        ),
+        se_inception.attention["Mixed_5c"].register_forward_hook(
+            lambda m, i, o: seen.__setitem__("gate_out", o.clone())
+        ),
         se_inception.Mixed_5d.register_forward_pre_hook(lambda m, i: seen.__setitem__("next_in", i[0].clone())),
     ]
     with torch.no_grad():

@@ -1,13 +1,13 @@
 import pytest
 import torch
 import torchvision
+from model_helpers import meta_params, num_params, se_params
 from torch import nn
 
-from attnlab.attention.eca import eca_kernel_size
 from attnlab.attention import AttentionPlacement
+from attnlab.attention.eca import eca_kernel_size
 from attnlab.models import attention_layers, create_model, default_input_size
 from attnlab.models.mobilenet import InvertedResidual, MobileNetV2, make_divisible
-from model_helpers import num_params, meta_params, se_params
 
 MOBILENET_V2_PARAMS = 3_504_872  # torchvision's published count, 1000 classes
 # the paper's Table 2: (output channels, blocks) of the seven bottleneck stages

@@ -1,16 +1,14 @@
 import pytest
 import torch
 import torchvision
+from model_helpers import meta_params, num_params, se_params
 from torch import nn
 
 import attnlab
-from attnlab.attention import AttentionPlacement
-from attnlab.attention import attention_kind, get_attention_info
+from attnlab.attention import AttentionPlacement, attention_kind, get_attention_info
 from attnlab.attention.eca import eca_kernel_size
 from attnlab.models import attention_layers, create_model
 from attnlab.models.resnet import BasicBlock, Bottleneck, ResNet
-from model_helpers import num_params, meta_params, se_params
-
 
 # ResNet-50 stages: (blocks, output channels)
 RESNET50_STAGES = [(3, 256), (4, 512), (6, 1024), (3, 2048)]
@@ -178,7 +176,9 @@ def test_bad_arguments_give_clear_errors():
         create_model("resnet18", attention="sse")
     with pytest.raises(ValueError, match=r"attention_stages \(0, 5\).*stages are 1..4"):
         create_model("resnet18", attention="se", attention_stages=(0, 5))
-    with pytest.raises(ValueError, match="already comes with attention 'se'.*create_model\\('resnet50', attention='eca'\\)"):
+    with pytest.raises(
+        ValueError, match="already comes with attention 'se'.*create_model\\('resnet50', attention='eca'\\)"
+    ):
         create_model("se_resnet50", attention="eca")
     with pytest.raises(ValueError, match="layers must be 4 block counts"):
         ResNet(Bottleneck, [3, 4, 6])

@@ -48,8 +48,9 @@ def grad_cam(
     """Grad-CAM maps for ``images`` (N, C, H, W).
 
     The map of class c is ``ReLU(sum_k a_k A_k)`` with ``A`` the (N, K, h, w) output of ``target_layer``
-    (default: ``model.forward_features``, else :func:`last_conv_stage`) and ``a_k`` the spatial mean of d logit_c / d A_k; it is upsampled bilinearly to
-    (H, W) and divided by its maximum (an all-zero map stays zero). ``classes`` (N,) defaults to the predictions.
+    (default: ``model.forward_features``, else :func:`last_conv_stage`) and ``a_k`` the spatial mean of
+    d logit_c / d A_k; it is upsampled bilinearly to (H, W) and divided by its maximum (an all-zero map stays zero).
+    ``classes`` (N,) defaults to the predictions.
     Returns (maps (N, H, W) in [0, 1], classes (N,), softmax probability of those classes (N,)).
     """
     if images.dim() != 4:
@@ -112,7 +113,11 @@ def prepare_image_files(paths: Sequence[str | Path], preprocess) -> tuple[torch.
 
 
 def cam_panel(
-    title: str, model: nn.Module, metadata: dict, paths: Sequence[str | Path], device: str | torch.device = "cpu",
+    title: str,
+    model: nn.Module,
+    metadata: dict,
+    paths: Sequence[str | Path],
+    device: str | torch.device = "cpu",
     target_layer: str | None = None,
 ) -> CamPanel:
     """Grad-CAM of a trained model (and its checkpoint ``metadata``) on image files, captioned with the predicted

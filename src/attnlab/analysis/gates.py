@@ -113,7 +113,9 @@ def attention_switched_off(model: nn.Module, paths: Sequence[str]) -> Iterator[n
 
 @torch.no_grad()
 def mean_gate_outputs(
-    model: nn.Module, paths: Sequence[str], batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    model: nn.Module,
+    paths: Sequence[str],
+    batches: Iterable[tuple[torch.Tensor, torch.Tensor]],
     device: str | torch.device = "cpu",
 ) -> dict[str, list[torch.Tensor]]:
     """Per path, the gate's output averaged over all images of ``batches``: one tensor of one image's gate shape
@@ -129,8 +131,10 @@ def mean_gate_outputs(
             sums[path].append(total)
         calls[path] += 1
 
-    handles = [gate_of(model, path).register_forward_hook(lambda _m, _i, out, path=path: accumulate(path, out))
-               for path in paths]
+    handles = [
+        gate_of(model, path).register_forward_hook(lambda _m, _i, out, path=path: accumulate(path, out))
+        for path in paths
+    ]
     count = 0
     try:
         model.eval()

@@ -7,8 +7,16 @@ from torch import nn
 
 from attnlab.utils import check_input, check_positive_int
 
-__all__ = ["apply_gate", "check_input", "check_odd_kernel", "check_positive_int", "create_act", "global_avg_pool",
-           "global_max_pool", "reduced_channels"]
+__all__ = [
+    "apply_gate",
+    "check_input",
+    "check_odd_kernel",
+    "check_positive_int",
+    "create_act",
+    "global_avg_pool",
+    "global_max_pool",
+    "reduced_channels",
+]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
     "relu": nn.ReLU,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, global_avg_pool, global_max_pool, reduced_channels, check_odd_kernel
+from ._common import apply_gate, check_input, check_odd_kernel, global_avg_pool, global_max_pool, reduced_channels
 from ._registry import register_attention
 
 

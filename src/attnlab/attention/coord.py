@@ -22,7 +22,12 @@ class CoordinateAttention(nn.Module):
     """
 
     def __init__(
-        self, channels: int, *, reduction: float = 32, min_hidden: int = 8, act: str | nn.Module = "hard_swish",
+        self,
+        channels: int,
+        *,
+        reduction: float = 32,
+        min_hidden: int = 8,
+        act: str | nn.Module = "hard_swish",
         inplace: bool = False,
     ):
         super().__init__()

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_positive_int, global_avg_pool, check_odd_kernel
+from ._common import apply_gate, check_input, check_odd_kernel, check_positive_int, global_avg_pool
 from ._registry import register_attention
 
 
@@ -18,18 +18,22 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
     return t if t % 2 else t + 1
 
 
-@register_attention("eca", paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", year=2020)
+@register_attention(
+    "eca", paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", year=2020
+)
 class EfficientChannelAttention(nn.Module):
     """ECA (Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", CVPR 2020).
 
     Global average pooling, then a bias-free 1D convolution of kernel ``k`` across the channel axis (local
-    cross-channel interaction without dimensionality reduction), then a sigmoid: ``y = x * sigmoid(conv1d_k(avgpool(x)))``.
-    ``k_size=None`` picks ``k = eca_kernel_size(channels, gamma, b)``; the resolved value is ``self.k_size``.
-    Parameters: k. The gate output is (N, C, 1, 1). ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
+    cross-channel interaction without dimensionality reduction), then a sigmoid:
+    ``y = x * sigmoid(conv1d_k(avgpool(x)))``. ``k_size=None`` picks ``k = eca_kernel_size(channels, gamma, b)``;
+    the resolved value is ``self.k_size``. Parameters: k. The gate output is (N, C, 1, 1). ``inplace=True`` scales
+    the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, k_size: int | None = None, gamma: float = 2, b: float = 1,
-                 inplace: bool = False):
+    def __init__(
+        self, channels: int, *, k_size: int | None = None, gamma: float = 2, b: float = 1, inplace: bool = False
+    ):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
         if k_size is None:

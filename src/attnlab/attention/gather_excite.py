@@ -12,9 +12,7 @@ from ._common import apply_gate, check_input, check_positive_int, create_act, gl
 from ._registry import register_attention
 
 
-@register_attention(
-    "ge", paper="Gather-Excite: Exploiting Feature Context in Convolutional Neural Networks", year=2018
-)
+@register_attention("ge", paper="Gather-Excite: Exploiting Feature Context in Convolutional Neural Networks", year=2018)
 class GatherExcite(nn.Module):
     """Gather-Excite (Hu, Shen, Albanie, Sun, Vedaldi, "Gather-Excite: Exploiting Feature Context in
     Convolutional Neural Networks", NeurIPS 2018).

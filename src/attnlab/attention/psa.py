@@ -7,12 +7,15 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, global_avg_pool, reduced_channels, check_odd_kernel
+from ._common import check_input, check_odd_kernel, check_positive_int, global_avg_pool, reduced_channels
 from ._registry import register_attention
 
 
 @register_attention(
-    "psa", kind="conv", paper="EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional Neural Network", year=2021
+    "psa",
+    kind="conv",
+    paper="EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional Neural Network",
+    year=2021,
 )
 class PyramidSplitAttention(nn.Module):
     """PSA module (Zhang et al., "EPSANet: An Efficient Pyramid Squeeze Attention Block on Convolutional Neural

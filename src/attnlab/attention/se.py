@@ -18,8 +18,15 @@ class SqueezeExcite(nn.Module):
     ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 
-    def __init__(self, channels: int, *, reduction: float = 16, bias: bool = True, act: str | nn.Module = "relu",
-                 inplace: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        *,
+        reduction: float = 16,
+        bias: bool = True,
+        act: str | nn.Module = "relu",
+        inplace: bool = False,
+    ):
         super().__init__()
         self.channels = channels
         self.reduction = reduction

@@ -8,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, create_act, global_avg_pool, reduced_channels, check_odd_kernel
+from ._common import check_input, check_odd_kernel, check_positive_int, create_act, global_avg_pool, reduced_channels
 from ._registry import register_attention
 
 

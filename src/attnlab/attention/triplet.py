@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import check_input, check_positive_int, check_odd_kernel
+from ._common import check_input, check_odd_kernel, check_positive_int
 from ._registry import register_attention
 
 

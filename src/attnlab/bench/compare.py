@@ -150,7 +150,8 @@ def run_state(config: TrainConfig) -> str:
     differ = sorted(k for k in wanted if k not in EXECUTION_FIELDS and saved.get(k) != wanted[k])
     if differ:
         raise ValueError(
-            f"{run_dir} holds a run with other settings ({', '.join(f'{k}: {saved.get(k)!r} != {wanted[k]!r}' for k in differ)}); "
+            f"{run_dir} holds a run with other settings "
+            f"({', '.join(f'{k}: {saved.get(k)!r} != {wanted[k]!r}' for k in differ)}); "
             "use another --out or delete that run directory"
         )
     if len(_read_history(run_dir)) >= config.epochs and (run_dir / "last.safetensors").is_file():

@@ -327,10 +327,7 @@ def _result(subject: _Subject, batch_size: int) -> BenchResult:
 def environment(device: str | torch.device = "cpu") -> dict:
     """Hardware and versions a benchmark ran with."""
     device = torch.device(device)
-    if device.type == "cuda":
-        hardware = torch.cuda.get_device_name(device)
-    else:
-        hardware = _cpu_model_name()
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model_name()
     versions = {"python": platform.python_version(), "torch": torch.__version__, "attnlab": attnlab.__version__}
     try:
         import timm

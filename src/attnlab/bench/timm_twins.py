@@ -32,8 +32,12 @@ class TimmTwin:
 
 
 _FAMILIES = {
-    "resnet18": "resnet18", "resnet34": "resnet34", "resnet50": "resnet50", "resnet101": "resnet101",
-    "resnet152": "resnet152", "resnext50_32x4d": "resnext50_32x4d",
+    "resnet18": "resnet18",
+    "resnet34": "resnet34",
+    "resnet50": "resnet50",
+    "resnet101": "resnet101",
+    "resnet152": "resnet152",
+    "resnext50_32x4d": "resnext50_32x4d",
 }
 _NOTES = {
     None: "",

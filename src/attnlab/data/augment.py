@@ -38,7 +38,12 @@ def rotation_matrices(angles: torch.Tensor) -> torch.Tensor:
 
 
 def affine_sample(
-    images: torch.Tensor, linear: torch.Tensor, shift: torch.Tensor, size: int, *, padding: str = "zeros",
+    images: torch.Tensor,
+    linear: torch.Tensor,
+    shift: torch.Tensor,
+    size: int,
+    *,
+    padding: str = "zeros",
     mode: str = "bilinear",
 ) -> torch.Tensor:
     """Sample (N, 3, size, size) from ``images`` (N, 3, H, W) at ``linear @ p + shift`` for each output point p.
@@ -67,7 +72,11 @@ def center_crop(images: torch.Tensor, fraction: float) -> torch.Tensor:
 
 
 def random_resized_crop(
-    images: torch.Tensor, size: int, scale: tuple[float, float], generator: torch.Generator, hflip: bool,
+    images: torch.Tensor,
+    size: int,
+    scale: tuple[float, float],
+    generator: torch.Generator,
+    hflip: bool,
     ratio: tuple[float, float] = (3 / 4, 4 / 3),
 ) -> torch.Tensor:
     """torchvision's RandomResizedCrop (+ RandomHorizontalFlip when ``hflip``) per sample: a crop of area

@@ -155,8 +155,10 @@ def cifar_splits(root: Path) -> tuple[list[str], ArraySource, ArraySource]:
         data = np.concatenate([np.asarray(b["data"], dtype=np.uint8) for b in batches])
         labels = np.concatenate([np.asarray(b[labels_key], dtype=np.int64) for b in batches])
         if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(data) != len(labels):
-            raise ValueError(f"CIFAR {split} batches in {root} hold data of shape {data.shape} with {len(labels)} "
-                             "labels; expected (N, 3072) uint8 rows of 32x32 RGB and N labels")
+            raise ValueError(
+                f"CIFAR {split} batches in {root} hold data of shape {data.shape} with {len(labels)} "
+                "labels; expected (N, 3072) uint8 rows of 32x32 RGB and N labels"
+            )
         images = torch.from_numpy(data.reshape(-1, 3, 32, 32).copy())
         return ArraySource(f"{root}:{split}", images, torch.from_numpy(labels))
 
@@ -180,16 +182,26 @@ def digits_splits() -> tuple[list[str], ArraySource, ArraySource]:
         members = np.flatnonzero(digits.target == digit)
         is_val[rng.permutation(members)[: round(DIGITS_VAL_FRACTION * len(members))]] = True
     classes = [str(d) for d in range(10)]
-    return (classes, ArraySource("digits:train", images[~is_val].contiguous(), labels[~is_val]),
-            ArraySource("digits:val", images[is_val].contiguous(), labels[is_val]))
+    return (
+        classes,
+        ArraySource("digits:train", images[~is_val].contiguous(), labels[~is_val]),
+        ArraySource("digits:val", images[is_val].contiguous(), labels[is_val]),
+    )
 
 
 # ------------------------------------------------------------------------------------------------- load_splits
 
 
 def load_splits(
-    data: str | None = "digits", *, train: str | None = None, val: str | None = None, size: int, fit: str = "crop",
-    strict: bool = False, cache_dir: str | None = None, workers: int = 0,
+    data: str | None = "digits",
+    *,
+    train: str | None = None,
+    val: str | None = None,
+    size: int,
+    fit: str = "crop",
+    strict: bool = False,
+    cache_dir: str | None = None,
+    workers: int = 0,
     max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
 ) -> Splits:
     """The train and validation splits of ``data`` ('digits', an ImageFolder root with train/ and val/ or test/,
@@ -208,14 +220,18 @@ def load_splits(
     if data:
         root = Path(data)
         if not root.is_dir():
-            raise ValueError(f"--data {data}: no such folder; give 'digits', an ImageFolder root with train/ and "
-                             "test/ (or val/) class folders, or a folder of CIFAR python batches")
+            raise ValueError(
+                f"--data {data}: no such folder; give 'digits', an ImageFolder root with train/ and "
+                "test/ (or val/) class folders, or a folder of CIFAR python batches"
+            )
         if (batches := cifar_root(root)) is not None:
             classes, train_source, val_source = cifar_splits(batches)
             return Splits(classes, image_set(train_source, classes), image_set(val_source, classes))
         if not (root / "train").is_dir():
-            raise ValueError(f"{root} has no train/ folder; expected {root}/train and {root}/test (or val) with one "
-                             "sub-folder per class, or CIFAR python batches")
+            raise ValueError(
+                f"{root} has no train/ folder; expected {root}/train and {root}/test (or val) with one "
+                "sub-folder per class, or CIFAR python batches"
+            )
         train, val = str(root / "train"), str(find_val_folder(root))
     if not val:
         raise ValueError("no validation data: pass --val DIR (a folder with one sub-folder per class)")

@@ -106,8 +106,16 @@ class ImageSet:
     """
 
     def __init__(
-        self, source: FileSource | ArraySource, classes: list[str], size: int, fit: str, *, strict: bool = False,
-        cache_dir: str | Path | None = None, workers: int = 0, max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
+        self,
+        source: FileSource | ArraySource,
+        classes: list[str],
+        size: int,
+        fit: str,
+        *,
+        strict: bool = False,
+        cache_dir: str | Path | None = None,
+        workers: int = 0,
+        max_cache_bytes: int = DEFAULT_MAX_CACHE_BYTES,
     ):
         self.source, self.classes, self.size, self.fit = source, classes, size, fit
         self.strict, self.workers, self.max_cache_bytes = strict, workers, max_cache_bytes
@@ -145,8 +153,12 @@ class ImageSet:
                 return f.get_tensor("images"), f.get_tensor("labels")
         images = torch.empty(len(self.source.files), 3, self.size, self.size, dtype=torch.uint8)
         kept = torch.zeros(len(self.source.files), dtype=torch.bool)
-        loader = DataLoader(DecodedFiles(self.source.files, self.size, self.fit), batch_size=32,
-                            num_workers=self.workers, collate_fn=as_list)
+        loader = DataLoader(
+            DecodedFiles(self.source.files, self.size, self.fit),
+            batch_size=32,
+            num_workers=self.workers,
+            collate_fn=as_list,
+        )
         for batch in loader:
             for index, image in batch:
                 if isinstance(image, str):
@@ -171,22 +183,29 @@ class ImageSet:
     def skip(self, index: int, reason: str) -> None:
         file = str(self.source.files[index])
         if self.strict:
-            raise ValueError(f"cannot read image {file} ({reason}); remove or fix it, or train without --strict "
-                             "to skip unreadable files")
+            raise ValueError(
+                f"cannot read image {file} ({reason}); remove or fix it, or train without --strict "
+                "to skip unreadable files"
+            )
         self.skipped.append((file, reason))
 
     def report_skipped(self) -> None:
         if self.skipped:
             examples = "; ".join(f"{file} ({reason})" for file, reason in self.skipped[:3])
-            warnings.warn(f"skipped {len(self.skipped)} of {len(self.source.files)} files in {self.name} that are not "
-                          f"readable images: {examples}{' ...' if len(self.skipped) > 3 else ''}", stacklevel=2)
+            warnings.warn(
+                f"skipped {len(self.skipped)} of {len(self.source.files)} files in {self.name} that are not "
+                f"readable images: {examples}{' ...' if len(self.skipped) > 3 else ''}",
+                stacklevel=2,
+            )
 
     def check_classes_present(self, labels: torch.Tensor) -> None:
         counts = torch.bincount(labels, minlength=len(self.classes))
         empty = [self.classes[i] for i in range(len(self.classes)) if counts[i] == 0]
         if empty:
-            raise ValueError(f"class folder(s) {', '.join(str(Path(self.name) / c) for c in empty)} have no readable "
-                             "images; add images or remove the folder")
+            raise ValueError(
+                f"class folder(s) {', '.join(str(Path(self.name) / c) for c in empty)} have no readable "
+                "images; add images or remove the folder"
+            )
 
     def images(self, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(uint8 (B, 3, size, size), labels (B,)) at ``indices`` (in-memory sets only)."""
@@ -200,9 +219,12 @@ class ImageSet:
             for indices in index_batches:
                 yield resize_array(self.source.images[indices], self.size, self.fit), self.source.labels[indices]
             return
-        loader = DataLoader(DecodedFiles(self.source.files, self.size, self.fit),
-                            batch_sampler=[batch.tolist() for batch in index_batches], num_workers=self.workers,
-                            collate_fn=as_list)
+        loader = DataLoader(
+            DecodedFiles(self.source.files, self.size, self.fit),
+            batch_sampler=[batch.tolist() for batch in index_batches],
+            num_workers=self.workers,
+            collate_fn=as_list,
+        )
         for batch in loader:
             good = []
             for index, image in batch:

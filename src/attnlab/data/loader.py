@@ -27,12 +27,22 @@ class Batches:
     """
 
     def __init__(
-        self, images: ImageSet, preprocess: Preprocess, *, batch_size: int, train: bool, seed: int = 0,
-        rank: int = 0, world_size: int = 1, device: torch.device | str = "cpu",
+        self,
+        images: ImageSet,
+        preprocess: Preprocess,
+        *,
+        batch_size: int,
+        train: bool,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        device: torch.device | str = "cpu",
     ):
         if train and batch_size % world_size:
-            raise ValueError(f"batch_size {batch_size} must be divisible by the number of processes ({world_size}); "
-                             f"use --batch-size {batch_size - batch_size % world_size or world_size}")
+            raise ValueError(
+                f"batch_size {batch_size} must be divisible by the number of processes ({world_size}); "
+                f"use --batch-size {batch_size - batch_size % world_size or world_size}"
+            )
         self.images, self.preprocess, self.batch_size, self.train = images, preprocess, batch_size, train
         self.seed, self.rank, self.world_size, self.device = seed, rank, world_size, torch.device(device)
         self.on_device = None

@@ -13,8 +13,14 @@ def splits_for(config: TrainConfig) -> Splits:
     ``data``."""
     data = None if config.train or config.val else config.data
     return load_splits(
-        data, train=config.train, val=config.val, size=config.cache_size or config.img_size,
-        fit=AUGMENTS[config.augment].fit, strict=config.strict, cache_dir=config.cache_dir, workers=config.workers,
+        data,
+        train=config.train,
+        val=config.val,
+        size=config.cache_size or config.img_size,
+        fit=AUGMENTS[config.augment].fit,
+        strict=config.strict,
+        cache_dir=config.cache_dir,
+        workers=config.workers,
     )
 
 
@@ -36,12 +42,19 @@ def train_val_batches(
 ) -> tuple[Batches, Batches]:
     """This process's training and validation batches."""
     common = dict(seed=config.seed, rank=rank, world_size=world_size, device=device)
-    return (Batches(splits.train, preprocess, batch_size=config.batch_size, train=True, **common),
-            Batches(splits.val, preprocess, batch_size=config.batch_size, train=False, **common))
+    return (
+        Batches(splits.train, preprocess, batch_size=config.batch_size, train=True, **common),
+        Batches(splits.val, preprocess, batch_size=config.batch_size, train=False, **common),
+    )
 
 
 def eval_batches_for(
-    metadata: dict, *, data: str | None, val: str | None, batch_size: int, workers: int = 0,
+    metadata: dict,
+    *,
+    data: str | None,
+    val: str | None,
+    batch_size: int,
+    workers: int = 0,
     device: torch.device | str = "cpu",
 ) -> Batches:
     """Validation batches of ``data`` (its val/test split) or of the tree ``val`` (neither: the validation data of
@@ -52,10 +65,13 @@ def eval_batches_for(
         trained_on = metadata.get("config", {})
         data, val = (None, trained_on["val"]) if trained_on.get("val") else (trained_on.get("data"), None)
     if not data and not val:
-        raise ValueError("say what to evaluate on: --data (digits, a folder with val/ or test/, CIFAR batches) "
-                         "or --val DIR")
+        raise ValueError(
+            "say what to evaluate on: --data (digits, a folder with val/ or test/, CIFAR batches) or --val DIR"
+        )
     splits = load_splits(data, val=val, size=preprocess.cache_size, fit=preprocess.fit, workers=workers)
     if splits.classes != metadata["classes"]:
-        raise ValueError(f"the data's classes {splits.classes} differ from the checkpoint's {metadata['classes']}; "
-                         "evaluate on data with the same class folders")
+        raise ValueError(
+            f"the data's classes {splits.classes} differ from the checkpoint's {metadata['classes']}; "
+            "evaluate on data with the same class folders"
+        )
     return Batches(splits.val, preprocess, batch_size=batch_size, train=False, device=device)

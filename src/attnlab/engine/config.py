@@ -160,14 +160,8 @@ def load_recipe(name_or_path: str) -> dict:
 
 def resolve_config(recipe: str = "fast", **overrides) -> TrainConfig:
     """A TrainConfig from a recipe with ``overrides`` (None values are ignored) applied on top."""
-    fields = {**load_recipe(recipe), "recipe": recipe}
-    fields.update({k: v for k, v in overrides.items() if v is not None})
-    unknown = set(fields) - TRAIN_FIELDS
-    if unknown:
-        raise ValueError(f"unknown training options {sorted(unknown)}")
-    config = TrainConfig(**fields)
-    validate(config)
-    return config
+    fields = {**load_recipe(recipe), "recipe": recipe, **_given(overrides)}
+    return _checked_config(fields, "unknown training options {unknown}")
 
 
 def config_from_run(run_dir: str | Path, **overrides) -> TrainConfig:
@@ -176,11 +170,20 @@ def config_from_run(run_dir: str | Path, **overrides) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no config.yaml; is it a run directory written by attnlab train?")
-    fields = yaml.safe_load(path.read_text())
-    fields.update({k: v for k, v in overrides.items() if v is not None}, out=str(run_dir))
-    unknown = set(fields) - TRAIN_FIELDS
+    fields = {**yaml.safe_load(path.read_text()), **_given(overrides), "out": str(run_dir)}
+    return _checked_config(fields, f"{path} has unknown fields {{unknown}}; was it written by another attnlab version?")
+
+
+def _given(overrides: dict) -> dict:
+    """The overrides that were given (None means: keep the recipe's value)."""
+    return {k: v for k, v in overrides.items() if v is not None}
+
+
+def _checked_config(fields: dict, unknown_message: str) -> TrainConfig:
+    """A validated TrainConfig of ``fields``; unknown fields raise ``unknown_message`` with ``{unknown}`` filled."""
+    unknown = sorted(set(fields) - TRAIN_FIELDS)
     if unknown:
-        raise ValueError(f"{path} has unknown fields {sorted(unknown)}; was it written by another attnlab version?")
+        raise ValueError(unknown_message.format(unknown=unknown))
     config = TrainConfig(**fields)
     validate(config)
     return config

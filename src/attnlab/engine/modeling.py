@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from torch import nn
 
+from attnlab.engine.config import TrainConfig
 from attnlab.models import create_model
 from attnlab.retrofit import WHERE_MODES, AttachReport, attach
-from attnlab.engine.config import TrainConfig
 
 
 def parse_where(text: str) -> str | list[str]:
@@ -19,16 +19,22 @@ def parse_where(text: str) -> str | list[str]:
 
 def model_kwargs(config: TrainConfig, num_classes: int) -> dict:
     """The ``create_model`` keyword arguments of ``config`` (checkpoints record them)."""
-    return {"num_classes": num_classes, "attention": config.attention,
-            "attention_kwargs": config.attention_kwargs or None}
+    return {
+        "num_classes": num_classes,
+        "attention": config.attention,
+        "attention_kwargs": config.attention_kwargs or None,
+    }
 
 
 def attach_spec(config: TrainConfig) -> dict | None:
     """How ``config`` calls :func:`attnlab.attach` (checkpoints record it), or None without ``attach``."""
     if not config.attach:
         return None
-    return {"attention": config.attach, "where": parse_where(config.attach_where),
-            "attention_kwargs": config.attention_kwargs or {}}
+    return {
+        "attention": config.attach,
+        "where": parse_where(config.attach_where),
+        "attention_kwargs": config.attention_kwargs or {},
+    }
 
 
 def build_model(model: str, kwargs: dict, attached: dict | None = None) -> tuple[nn.Module, AttachReport | None]:

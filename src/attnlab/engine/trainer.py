@@ -43,7 +43,15 @@ from attnlab.retrofit import load_original_weights
 from attnlab.utils import atomic_write_text, autocast, resolve_device
 
 METRIC_FIELDS = [
-    "epoch", "train_loss", "train_acc", "val_loss", "val_acc", "val_top5", "lr", "epoch_seconds", "train_images_per_s"
+    "epoch",
+    "train_loss",
+    "train_acc",
+    "val_loss",
+    "val_acc",
+    "val_top5",
+    "lr",
+    "epoch_seconds",
+    "train_images_per_s",
 ]
 
 
@@ -169,8 +177,10 @@ class Trainer:
             log(str(report))
         if self.config.init_from:
             left_out = load_original_weights(model, read_state_dict(self.config.init_from))
-            log(f"initialised from {self.config.init_from}"
-                + (f" except (shape differs) {', '.join(left_out)}" if left_out else ""))
+            log(
+                f"initialised from {self.config.init_from}"
+                + (f" except (shape differs) {', '.join(left_out)}" if left_out else "")
+            )
         model = model.to(self.device)
         return model.to(memory_format=torch.channels_last) if self.config.channels_last else model
 
@@ -208,13 +218,21 @@ class Trainer:
             atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
             atomic_write_text(self.run_dir / "classes.json", json.dumps(self.splits.class_to_index, indent=2))
         log(f"classes ({len(self.classes)}): {json.dumps(self.splits.class_to_index)}")
-        log(f"{len(self.splits.train)} training and {len(self.splits.val)} validation images; "
-            f"run directory {self.run_dir}")
+        log(
+            f"{len(self.splits.train)} training and {len(self.splits.val)} validation images; "
+            f"run directory {self.run_dir}"
+        )
         for epoch in range(self.start_epoch, config.epochs):
             row = self.train_epoch(epoch)
             broadcast_buffers(self.eval_model)
-            self.last_val = evaluate(self.eval_model, self.val_batches.epoch(epoch), len(self.classes), self.device,
-                                     amp_dtype=self.amp_dtype, channels_last=config.channels_last)
+            self.last_val = evaluate(
+                self.eval_model,
+                self.val_batches.epoch(epoch),
+                len(self.classes),
+                self.device,
+                amp_dtype=self.amp_dtype,
+                channels_last=config.channels_last,
+            )
             row.update(val_loss=self.last_val.loss, val_acc=self.last_val.top1, val_top5=self.last_val.top5)
             self.history.append(row)
             self.end_epoch(row)
@@ -229,8 +247,13 @@ class Trainer:
         lr = self.optimizer.param_groups[0]["lr"]
         loss_sum, correct, count = 0.0, 0, 0
         start = time.perf_counter()
-        bar = tqdm(self.train_batches.epoch(epoch), total=len(self.train_batches), leave=False,
-                   desc=f"epoch {epoch + 1}/{config.epochs}", disable=not (sys.stderr.isatty() and is_main_process()))
+        bar = tqdm(
+            self.train_batches.epoch(epoch),
+            total=len(self.train_batches),
+            leave=False,
+            desc=f"epoch {epoch + 1}/{config.epochs}",
+            disable=not (sys.stderr.isatty() and is_main_process()),
+        )
         for images, labels in bar:
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
@@ -247,8 +270,14 @@ class Trainer:
             bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
         seconds = time.perf_counter() - start
         loss_sum, correct, count = reduce_sums(loss_sum, correct, count, device=self.device)
-        return {"epoch": epoch + 1, "train_loss": loss_sum / count, "train_acc": correct / count, "lr": lr,
-                "epoch_seconds": seconds, "train_images_per_s": count / seconds}
+        return {
+            "epoch": epoch + 1,
+            "train_loss": loss_sum / count,
+            "train_acc": correct / count,
+            "lr": lr,
+            "epoch_seconds": seconds,
+            "train_images_per_s": count / seconds,
+        }
 
     def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
         """One optimiser step; returns (loss, correct predictions), the loss summed over processes under DDP so
@@ -294,13 +323,19 @@ class Trainer:
         save_state(self.run_dir / "resume.safetensors", self.training_state(), metadata)
         save_weights(self.run_dir / "last.safetensors", weights, metadata)
         if improved:
-            save_weights(self.run_dir / "best.safetensors", weights,
-                         {**metadata, "val_result": self.last_val.to_dict(self.classes)})
+            save_weights(
+                self.run_dir / "best.safetensors",
+                weights,
+                {**metadata, "val_result": self.last_val.to_dict(self.classes)},
+            )
         self.logger.write_all(self.history)
-        print(f"epoch {row['epoch']:>3}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
-              f"acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
-              f"top-5 {row['val_top5']:.4f}  lr {row['lr']:.2e}  {row['epoch_seconds']:.1f}s "
-              f"{row['train_images_per_s']:.0f} img/s" + ("  *best" if improved else ""), flush=True)
+        print(
+            f"epoch {row['epoch']:>3}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
+            f"acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
+            f"top-5 {row['val_top5']:.4f}  lr {row['lr']:.2e}  {row['epoch_seconds']:.1f}s "
+            f"{row['train_images_per_s']:.0f} img/s" + ("  *best" if improved else ""),
+            flush=True,
+        )
 
     def training_state(self) -> dict:
         """Everything that changes during training; RNG state is not needed (each epoch reseeds)."""

@@ -87,8 +87,7 @@ def _placement(
         plain = next((n for n, i in _MODELS.items() if i.fn is info.fn and i.attention is None), None)
         hint = f"create_model({plain!r}, attention={attention!r})" if plain else "the plain backbone"
         raise ValueError(
-            f"model {info.name!r} already comes with attention {preset.attention!r}; to use {attention!r}, "
-            f"build {hint}"
+            f"model {info.name!r} already comes with attention {preset.attention!r}; to use {attention!r}, build {hint}"
         )
     if attention is None and preset is None:
         return None

@@ -30,8 +30,13 @@ from .resnet import linear_head
 
 ALEXNET_INPUT_SIZE = (3, 128, 128)
 # (out channels, kernel, stride, padding, max-pool after, reduction of the output) of the five convs
-ALEXNET_CONVS = ((48, 11, 4, 5, True, 8), (128, 5, 1, 2, True, 16), (192, 3, 1, 1, False, 16),
-                 (192, 3, 1, 1, False, 16), (128, 3, 1, 1, True, 32))
+ALEXNET_CONVS = (
+    (48, 11, 4, 5, True, 8),
+    (128, 5, 1, 2, True, 16),
+    (192, 3, 1, 1, False, 16),
+    (192, 3, 1, 1, False, 16),
+    (128, 3, 1, 1, True, 32),
+)
 FEATURE_SIZE = 3
 ALEXNET_ECA_KWARGS = ({"k_size": 3}, {"k_size": 3}, {"k_size": 5}, {"k_size": 5}, {"k_size": 3})
 
@@ -40,7 +45,13 @@ class AlexNetStage(nn.Module):
     """conv -> [attention] -> ReLU -> [3x3 stride-2 max-pool]: (N, in_channels, H, W) -> (N, out_channels, H', W')."""
 
     def __init__(
-        self, in_channels: int, out_channels: int, kernel_size: int, stride: int, padding: int, pool: bool,
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        stride: int,
+        padding: int,
+        pool: bool,
         attention: nn.Module | None = None,
     ):
         super().__init__()
@@ -81,7 +92,9 @@ class AlexNet(nn.Module):
         for stage, (out_channels, kernel, stride, padding, pool, reduction) in enumerate(ALEXNET_CONVS, 1):
             attention_module = gate(out_channels, stage)
             stages.append(AlexNetStage(channels, out_channels, kernel, stride, padding, pool, attention_module))
-            self.feature_info.append({"num_chs": out_channels, "reduction": reduction, "module": f"features.{stage - 1}"})
+            self.feature_info.append(
+                {"num_chs": out_channels, "reduction": reduction, "module": f"features.{stage - 1}"}
+            )
             channels = out_channels
         self.features = nn.Sequential(*stages)
         self.num_features = 2048
@@ -122,9 +135,7 @@ class AlexNet(nn.Module):
 
 
 @register_model("alexnet", input_size=ALEXNET_INPUT_SIZE)
-@register_model(
-    "alexnet_eca", input_size=ALEXNET_INPUT_SIZE, attention="eca", stage_kwargs=ALEXNET_ECA_KWARGS
-)
+@register_model("alexnet_eca", input_size=ALEXNET_INPUT_SIZE, attention="eca", stage_kwargs=ALEXNET_ECA_KWARGS)
 def alexnet(**kwargs: Any) -> AlexNet:
     """AlexNet of the CIFAR-10 seed experiment; ``kwargs`` go to :class:`AlexNet` (num_classes, attention,
     in_chans, dropout)."""

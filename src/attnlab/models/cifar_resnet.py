@@ -20,7 +20,7 @@ from attnlab.attention import AttentionFactory, AttentionPlacement
 from attnlab.utils import check_input
 
 from ._registry import register_model
-from .resnet import BasicBlock, conv3x3, init_resnet_weights, linear_head
+from .resnet import BasicBlock, PooledLinearHead, conv3x3, init_resnet_weights
 
 CIFAR_INPUT_SIZE = (3, 32, 32)
 
@@ -43,7 +43,7 @@ class ZeroPadShortcut(nn.Module):
         return f"{self.in_channels}, {self.out_channels}, stride={self.stride}"
 
 
-class CifarResNet(nn.Module):
+class CifarResNet(PooledLinearHead, nn.Module):
     """ResNet of depth ``6n + 2`` for 32x32 images: (N, in_chans, H, W) -> (N, num_classes) logits.
 
     ``attention`` (an :class:`AttentionPlacement`, or a registry name or class for every stage) goes into the
@@ -94,18 +94,6 @@ class CifarResNet(nn.Module):
         check_input(x, self.in_chans, "in_chans")
         x = self.relu(self.bn1(self.conv1(x)))
         return self.layer3(self.layer2(self.layer1(x)))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pooling, then the classifier (or the pooled (N, 64) with ``pre_logits``)."""
-        x = torch.flatten(self.avgpool(x), 1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new, freshly initialised head for ``num_classes`` (0: none)."""
-        self.fc = linear_head(self.num_features, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model("resnet20", input_size=CIFAR_INPUT_SIZE)

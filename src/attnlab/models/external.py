@@ -35,7 +35,9 @@ def create_external_model(
             raise ValueError(f"torchvision models take 3 input channels, got in_chans={in_chans}; use a timm model")
         known = torchvision.models.list_models()
         if arch not in known:
-            raise unknown_name_error("model", name, known, listing="torchvision.models.list_models()", prefix="torchvision:")
+            raise unknown_name_error(
+                "model", name, known, listing="torchvision.models.list_models()", prefix="torchvision:"
+            )
         model = torchvision.models.get_model(arch, weights=None, num_classes=num_classes, **kwargs)
     elif source == "timm":
         try:

@@ -45,9 +45,17 @@ MIN_INPUT_SIZE_AUX = 299
 
 # (block name, output channels, stage), in forward order
 INCEPTION_BLOCKS = (
-    ("Mixed_5b", 256, 1), ("Mixed_5c", 288, 1), ("Mixed_5d", 288, 1),
-    ("Mixed_6a", 768, 2), ("Mixed_6b", 768, 2), ("Mixed_6c", 768, 2), ("Mixed_6d", 768, 2), ("Mixed_6e", 768, 2),
-    ("Mixed_7a", 1280, 3), ("Mixed_7b", 2048, 3), ("Mixed_7c", 2048, 3),
+    ("Mixed_5b", 256, 1),
+    ("Mixed_5c", 288, 1),
+    ("Mixed_5d", 288, 1),
+    ("Mixed_6a", 768, 2),
+    ("Mixed_6b", 768, 2),
+    ("Mixed_6c", 768, 2),
+    ("Mixed_6d", 768, 2),
+    ("Mixed_6e", 768, 2),
+    ("Mixed_7a", 1280, 3),
+    ("Mixed_7b", 2048, 3),
+    ("Mixed_7c", 2048, 3),
 )
 
 

@@ -34,10 +34,18 @@ from ._registry import register_model
 from .resnet import init_resnet_weights, linear_head
 
 # (expansion t, output channels c, blocks n, first stride s) of each stage: the paper's Table 2
-MOBILENET_V2_STAGES = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2), (6, 96, 3, 1), (6, 160, 3, 2),
-                       (6, 320, 1, 1))
+MOBILENET_V2_STAGES = (
+    (1, 16, 1, 1),
+    (6, 24, 2, 2),
+    (6, 32, 3, 2),
+    (6, 64, 4, 2),
+    (6, 96, 3, 1),
+    (6, 160, 3, 2),
+    (6, 320, 1, 1),
+)
 ECA_MOBILENET_V2_KWARGS = tuple({"k_size": 1 if c < 96 else 3} for _, c, _, _ in MOBILENET_V2_STAGES)
 SE_MOBILENET_V2_KWARGS = ({"reduction": 8},) * len(MOBILENET_V2_STAGES)
+
 
 def make_divisible(value: float, divisor: int = 8) -> int:
     """``value`` rounded to the nearest multiple of ``divisor``, never more than 10% below it (the channel rounding

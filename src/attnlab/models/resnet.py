@@ -173,7 +173,29 @@ def init_resnet_weights(model: nn.Module, zero_init_residual: bool = False) -> N
                 m.zero_init_last()
 
 
-class ResNet(nn.Module):
+class PooledLinearHead:
+    """timm's head interface for networks that end in global average pooling (``avgpool``) and a linear ``fc`` on
+    ``num_features`` channels; the network supplies ``forward_features``."""
+
+    avgpool: nn.Module
+    fc: nn.Module
+    num_features: int
+
+    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
+        """Global average pooling, then the classifier: (N, num_features, h, w) -> (N, num_classes), or the pooled
+        (N, num_features) with ``pre_logits``."""
+        x = torch.flatten(self.avgpool(x), 1)
+        return x if pre_logits else self.fc(x)
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new, freshly initialised head for ``num_classes`` (0: none, ``forward`` returns pooled features)."""
+        self.fc = linear_head(self.num_features, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+class ResNet(PooledLinearHead, nn.Module):
     """ImageNet ResNet/ResNeXt: 7x7 stem, max-pool, four stages of blocks, global pooling, linear head.
 
     (N, in_chans, H, W) -> (N, num_classes) logits. ``attention`` (an :class:`AttentionPlacement`, or a registry
@@ -219,7 +241,12 @@ class ResNet(nn.Module):
         init_resnet_weights(self, zero_init_residual)
 
     def _make_layer(
-        self, block: type[BasicBlock | Bottleneck], planes: int, blocks: int, stride: int, factory: AttentionFactory,
+        self,
+        block: type[BasicBlock | Bottleneck],
+        planes: int,
+        blocks: int,
+        stride: int,
+        factory: AttentionFactory,
         stage: int,
     ) -> nn.Sequential:
         downsample = None
@@ -240,19 +267,6 @@ class ResNet(nn.Module):
         check_input(x, self.in_chans, "in_chans")
         x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
-
-    def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
-        """Global average pooling, then the classifier: (N, num_features, h, w) -> (N, num_classes), or the pooled
-        (N, num_features) with ``pre_logits``."""
-        x = torch.flatten(self.avgpool(x), 1)
-        return x if pre_logits else self.fc(x)
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new, freshly initialised head for ``num_classes`` (0: none, ``forward`` returns pooled features)."""
-        self.fc = linear_head(self.num_features, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x))
 
 
 @register_model("resnet18")

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import errno
 import json
+import os
 import sys
+import tempfile
+import traceback
 import typing
 from collections.abc import Collection
 from pathlib import Path
@@ -19,7 +23,7 @@ from attnlab.analysis.activations import excitation_study, excitation_table
 from attnlab.analysis.cam import cam_panel, plot_cams
 from attnlab.analysis.kernel_sweep import kernel_sweep
 from attnlab.attention import attention_kind, create_attention, get_attention_info, list_attentions
-from attnlab.bench import benchmark, environment, results_markdown
+from attnlab.bench import benchmark, results_markdown
 from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
 from attnlab.bench.demo import run_demo
 from attnlab.engine.batches import eval_batches_for
@@ -27,11 +31,13 @@ from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, config_from_run, fi
 from attnlab.engine.evaluate import evaluate
 from attnlab.engine.inference import load_model, predict_files
 from attnlab.engine.plots import plot_confusion
+from attnlab.engine.rundir import claim_outputs, with_run_dir
 from attnlab.engine.trainer import TrainingDiverged, train
 from attnlab.export import EXPORT_FORMATS, export_checkpoint
-from attnlab.utils import resolve_device
+from attnlab.utils import atomic_write_text, check_positive_int, environment, resolve_device
 
 LIST_CHANNELS = 256
+EVAL_FILES = ("eval.json", "eval_confusion.png")
 
 # The TrainConfig fields each command does not take as plain config flags, because it has flags of its own for
 # them (or none).
@@ -116,38 +122,63 @@ def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--workers", type=int, default=0)
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C, with what to run to continue."""
+
+
 def cmd_train(args: argparse.Namespace) -> None:
     overrides = config_overrides(args, TRAIN_EXCLUDES)
-    config = config_from_run(args.resume, **overrides) if args.resume else resolve_config(args.recipe, **overrides)
+    if args.resume:
+        if args.overwrite:
+            raise ValueError("--resume continues a run and --overwrite replaces it; give one of them")
+        config = config_from_run(args.resume, **overrides)
+        changed = {k: v for k, v in overrides.items() if getattr(config_from_run(args.resume), k) != v}
+        if changed:
+            print(f"resuming with changed settings (config.yaml is updated): {changed}", file=sys.stderr)
+    else:
+        config = with_run_dir(resolve_config(args.recipe, **overrides))
     try:
-        train(config, resume=bool(args.resume))
+        train(config, resume=bool(args.resume), overwrite=args.overwrite)
     except TrainingDiverged as err:
         print(f"attnlab train: {err}", file=sys.stderr)
         raise SystemExit(1) from None
+    except KeyboardInterrupt:
+        raise Interrupted(f"stopped; continue with: attnlab train --resume {config.out}") from None
+
+
+def default_output_folder(run: str) -> Path:
+    """The run folder of RUN_OR_CKPT (the checkpoint's folder for a file)."""
+    path = Path(run)
+    return path if path.is_dir() else path.parent
 
 
 def cmd_eval(args: argparse.Namespace) -> None:
+    out = claim_outputs(Path(args.out) if args.out else default_output_folder(args.run), EVAL_FILES, args.overwrite)
     device = resolve_device(args.device)
     model, metadata = load_model(args.run, device)
     batches = eval_batches_for(
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )
     result = evaluate(model, batches.epoch(0), len(metadata["classes"]), device)
-    report = {"checkpoint": str(args.run), "data": batches.images.name, **result.to_dict(metadata["classes"])}
+    report = {
+        "checkpoint": str(args.run),
+        "data": batches.images.name,
+        **result.to_dict(metadata["classes"]),
+        "environment": environment(device),
+    }
     print(
         f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  loss {result.loss:.4f}  "
         f"{result.images} images  {result.images_per_s:.0f} images/s (batch {args.batch_size}, {device})"
     )
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:<24} {acc:.4f}")
-    out = Path(args.out or (args.run if Path(args.run).is_dir() else Path(args.run).parent))
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "eval.json").write_text(json.dumps(report, indent=2))
+    atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
     plot_confusion(result.confusion, metadata["classes"], out / "eval_confusion.png")
     print(f"wrote {out / 'eval.json'} and {out / 'eval_confusion.png'}")
 
 
 def cmd_predict(args: argparse.Namespace) -> None:
+    check_positive_int("--topk", args.topk)
     model, metadata = load_model(args.run)
     for path, top in zip(args.images, predict_files(model, metadata, args.images, topk=args.topk)):
         print(path + ":  " + "  ".join(f"{name} {p:.3f}" for name, p in top))
@@ -155,7 +186,13 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 def cmd_export(args: argparse.Namespace) -> None:
     result = export_checkpoint(
-        args.run, args.format, args.out, opset=args.opset, dynamic_batch=args.dynamic_batch, atol=args.atol
+        args.run,
+        args.format,
+        args.out,
+        opset=args.opset,
+        dynamic_batch=args.dynamic_batch,
+        atol=args.atol,
+        overwrite=args.overwrite,
     )
     print(result)
     if not result.ok:
@@ -170,10 +207,10 @@ def cmd_demo(args: argparse.Namespace) -> None:
     run_demo(**{name: getattr(args, name) for name in options if getattr(args, name) is not None})
 
 
-def analysis_out(args: argparse.Namespace) -> Path:
-    """--out, or RUN/analysis (next to the checkpoint for a file)."""
-    run = Path(args.run)
-    return Path(args.out) if args.out else (run if run.is_dir() else run.parent) / "analysis"
+def analysis_out(args: argparse.Namespace, files: tuple[str, ...]) -> Path:
+    """--out, or RUN/analysis (next to the checkpoint for a file), checked for earlier ``files`` (--overwrite)."""
+    out = Path(args.out) if args.out else default_output_folder(args.run) / "analysis"
+    return claim_outputs(out, files, args.overwrite)
 
 
 def load_for_analysis(args: argparse.Namespace):
@@ -191,8 +228,8 @@ def split_list(text: str | None) -> list[str]:
 
 
 def cmd_analyze_activations(args: argparse.Namespace) -> None:
+    out = analysis_out(args, ("activations.csv", "activations.png", "activations.json"))
     model, metadata, stages, device, batches = load_for_analysis(args)
-    out = analysis_out(args)
     report = excitation_study(
         model,
         stages,
@@ -210,11 +247,11 @@ def cmd_analyze_activations(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze_ablate(args: argparse.Namespace) -> None:
+    out = analysis_out(args, ("ablation.md", "ablation.json"))
     model, metadata, stages, device, batches = load_for_analysis(args)
     rows = ablate_stages(
         model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device, split_list(args.modes)
     )
-    out = analysis_out(args)
     print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {args.data or args.val}"))
     print(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
 
@@ -236,13 +273,12 @@ def cmd_analyze_kernel_sweep(args: argparse.Namespace) -> None:
 
 
 def cmd_analyze_cam(args: argparse.Namespace) -> None:
+    out = analysis_out(args, ("cam.png",))
     device = resolve_device(args.device)
     panels = []
     for run in [args.run] + ([args.compare] if args.compare else []):
         model, metadata = load_model(run, device)
         panels.append(cam_panel(f"{metadata['model']}", model, metadata, args.images, device, args.layer))
-    out = analysis_out(args)
-    out.mkdir(parents=True, exist_ok=True)
     path = plot_cams(panels, out / "cam.png", ["/".join(Path(p).parts[-2:]) for p in args.images])
     print(f"wrote {path}")
 
@@ -328,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--recipe", default="fast", help=recipe_help("fast"))
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last finished epoch")
+    p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (its run files only)")
     add_config_flags(p, exclude=TRAIN_EXCLUDES)
     p.set_defaults(func=cmd_train)
 
@@ -339,12 +376,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_evaluation_data_flags(p)
     p.add_argument("--device", default="auto")
     p.add_argument("--out", help="where eval.json goes (default: the run directory)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier eval.json / eval_confusion.png")
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of image files", description="Top-k classes of image files.")
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--topk", type=int, default=5)
+    p.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
     p.set_defaults(func=cmd_predict)
 
     p = sub.add_parser(
@@ -359,6 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dynamic-batch", action="store_true", help="ONNX: leave the batch size free")
     p.add_argument("--atol", type=float, default=1e-4, help="largest max abs error accepted (default 1e-4)")
     p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx / .torchscript.pt)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
 
     p = sub.add_parser(
@@ -390,6 +429,7 @@ def build_parser() -> argparse.ArgumentParser:
         if data:
             add_evaluation_data_flags(q)
         q.add_argument("--out", help="output folder (default: RUN/analysis)")
+        q.add_argument("--overwrite", action="store_true", help="replace this analysis' files from an earlier run")
         q.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
         return q
 
@@ -482,13 +522,56 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+OS_ERROR_FIXES = {
+    errno.ENOSPC: "the disk is full; free some space and run the command again (train: add --resume RUN)",
+    errno.EROFS: "the file system is read-only; choose a writable path",
+    errno.EACCES: "permission denied; choose a path you can write, or fix its permissions",
+    errno.EPERM: "permission denied; choose a path you can write, or fix its permissions",
+    errno.ENOTDIR: "a part of the path is a file, not a folder",
+    errno.EISDIR: "it is a folder; give a file path",
+    errno.EEXIST: "it exists already; choose another path",
+}
+
+
+def describe_os_error(err: OSError) -> str:
+    """One line for an operating-system error: what failed, where, and what to do."""
+    where = f" ({err.filename})" if err.filename else ""
+    fix = OS_ERROR_FIXES.get(err.errno, "check the path and try again")
+    return f"{err.strerror or err}{where}: {fix}"
+
+
+def report_internal_error(command: str, err: Exception) -> int:
+    """Print a one-line summary of an unexpected error and where its traceback went; exit code 1."""
+    with tempfile.NamedTemporaryFile("w", prefix="attnlab-error-", suffix=".txt", delete=False) as f:
+        traceback.print_exc(file=f)
+    print(
+        f"attnlab {command}: internal error: {type(err).__name__}: {err}. This is a bug in attnlab, not in your "
+        f"input; the full traceback is in {f.name} (ATTNLAB_DEBUG=1 prints it). Please report it.",
+        file=sys.stderr,
+    )
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command. Exit codes: 0 done, 1 the run itself failed (e.g. diverged) or an internal error, 2 bad
+    input (one message naming the problem and the fix), 130 interrupted (Ctrl-C)."""
     args = build_parser().parse_args(argv)
+    if os.environ.get("ATTNLAB_DEBUG") == "1":
+        args.func(args)
+        return 0
     try:
         args.func(args)
+    except KeyboardInterrupt as err:
+        print(f"attnlab {args.command}: {err or 'interrupted'}", file=sys.stderr)
+        return 130
     except (ValueError, FileNotFoundError) as err:
         print(f"attnlab {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:
+        print(f"attnlab {args.command}: error: {describe_os_error(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:
+        return report_internal_error(args.command, err)
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -12,11 +13,23 @@ import torch
 from torch import nn
 
 from attnlab.engine.inference import checkpoint_path, load_model
+from attnlab.engine.rundir import check_writable_folder
 from attnlab.models import default_input_size
-from attnlab.utils import max_error
+from attnlab.utils import check_int, max_error
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
+
+
+def require_onnx() -> None:
+    """ValueError with the install line when the ``onnx`` extra (onnx, onnxscript, onnxruntime) is missing."""
+    for module in ("onnx", "onnxscript", "onnxruntime"):
+        try:
+            importlib.import_module(module)
+        except ImportError:
+            raise ValueError(
+                f"ONNX export needs {module}, which is not installed: pip install 'attnlab[onnx]'"
+            ) from None
 
 
 def export_onnx(
@@ -26,9 +39,13 @@ def export_onnx(
     path = Path(path)
     model = model.eval()
     dynamic_shapes = ({0: torch.export.Dim("batch")},) if dynamic_batch else None
-    program = torch.onnx.export(
-        model, (example,), dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes, verbose=False
-    )
+    try:
+        program = torch.onnx.export(
+            model, (example,), dynamo=True, opset_version=opset, dynamic_shapes=dynamic_shapes, verbose=False
+        )
+    except Exception as err:  # torch.onnx raises its own error types for an opset or op it cannot export
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"ONNX export at opset {opset} failed: {reason}; try the default --opset 18") from err
     program.save(str(path))
     return path
 
@@ -123,6 +140,9 @@ def export_model(
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    if format == "onnx":
+        require_onnx()
+        check_int("opset", opset, 7)
     if atol <= 0:
         raise ValueError(f"atol must be > 0, got {atol}")
     if any(p.device.type != "cpu" or p.dtype != torch.float32 for p in model.parameters()):
@@ -148,16 +168,23 @@ def export_checkpoint(
     opset: int = 18,
     dynamic_batch: bool = False,
     atol: float = 1e-4,
+    overwrite: bool = False,
 ) -> ExportResult:
     """Export the model of a run directory or checkpoint (``attnlab train`` output) at its training image size.
 
-    ``out`` defaults to the checkpoint's path with ``.onnx`` or ``.torchscript.pt`` for its suffix.
+    ``out`` defaults to the checkpoint's path with ``.onnx`` or ``.torchscript.pt`` for its suffix; an existing
+    file there is a ValueError unless ``overwrite``.
     """
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {', '.join(EXPORT_FORMATS)}, got {format!r}")
+    out = Path(out) if out else checkpoint_path(run_or_ckpt).with_suffix(SUFFIXES[format])
+    if out.exists() and not overwrite:
+        raise ValueError(f"{out} exists already; pass --overwrite to replace it, or choose another --out")
+    if out.is_dir():
+        raise ValueError(f"--out {out} is a folder; give a file path")
+    check_writable_folder(out.parent, "the folder of --out")
     model, metadata = load_model(run_or_ckpt, "cpu")
     channels, height, width = default_input_size(model)
     size = metadata.get("preprocess", {}).get("img_size") or metadata.get("img_size")
     input_shape = (channels, size, size) if size else (channels, height, width)
-    out = Path(out) if out else checkpoint_path(run_or_ckpt).with_suffix(SUFFIXES[format])
     return export_model(model, input_shape, out, format, opset=opset, dynamic_batch=dynamic_batch, atol=atol)

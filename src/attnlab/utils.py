@@ -6,8 +6,14 @@ This module imports nothing else of attnlab, so any layer can depend on it.
 
 from __future__ import annotations
 
+import datetime
 import difflib
+import importlib.metadata
 import os
+import platform
+import shlex
+import subprocess
+import sys
 import uuid
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
@@ -15,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
+import yaml
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -119,6 +126,26 @@ def read_safetensors(path: str | Path, what: str = "checkpoint") -> tuple[dict[s
         raise ValueError(f"cannot read the {what} {path}: {err} (truncated, or not a safetensors file?)") from err
 
 
+def read_yaml_mapping(path: str | Path, what: str) -> dict:
+    """The mapping in the YAML file at ``path`` (``safe_load``: no Python tags, no code runs); ValueError naming
+    ``what`` and the file when it is missing, unreadable, not YAML or not a mapping (an empty file is ``{}``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    try:
+        fields = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        problem = " ".join(str(err).split())
+        raise ValueError(f"{what} {path} is not valid YAML ({problem}); fix or replace the file") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{what} {path} is not a text file; give a YAML file") from None
+    if fields is None:
+        return {}
+    if not isinstance(fields, dict):
+        raise ValueError(f"{what} {path} must hold a YAML mapping (name: value lines), got a {type(fields).__name__}")
+    return fields
+
+
 # ------------------------------------------------------------------------------------------- tables, figures
 
 
@@ -170,3 +197,81 @@ def max_error(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
     not blow it up."""
     abs_err = (got.float() - want.float()).abs().max().item()
     return abs_err, abs_err / max(want.float().abs().max().item(), torch.finfo(torch.float32).tiny)
+
+
+# ---------------------------------------------------------------------------------------------- provenance
+
+
+def now() -> str:
+    """The local time as ISO 8601 with its UTC offset, to the second."""
+    return datetime.datetime.now().astimezone().isoformat(timespec="seconds")
+
+
+def command_line() -> str:
+    """The command this process runs, as a shell would take it back (``attnlab train ...`` for the CLI)."""
+    program = Path(sys.argv[0]).name if sys.argv and sys.argv[0] else "python"
+    prefix = [program] if program == "attnlab" else [Path(sys.executable).name, *sys.argv[:1]]
+    return shlex.join([*prefix, *sys.argv[1:]])
+
+
+def _version(distribution: str) -> str | None:
+    try:
+        return importlib.metadata.version(distribution)
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _git_commit() -> str | None:
+    """The commit of the attnlab source checkout this code runs from (``+dirty`` with uncommitted changes), or
+    None for an installed wheel or without git."""
+    root = Path(__file__).resolve().parents[2]
+    if not (root / ".git").exists():
+        return None
+    try:
+        commit = subprocess.run(
+            ["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return commit + ("+dirty" if dirty else "")
+
+
+def _cpu_model_name() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def environment(device: str | torch.device = "cpu") -> dict:
+    """Where and with what a result was produced: the device and its name (CPU model or GPU), CPU cores and torch
+    threads, the versions of Python, attnlab, torch, torchvision and timm (None when not installed), attnlab's git
+    commit when it runs from a checkout, the command line and the time. Run folders, eval, bench and compare
+    reports all carry this block."""
+    device = torch.device(device)
+    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model_name()
+    return {
+        "device": str(device),
+        "hardware": hardware,
+        "cpu_cores": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "attnlab": _version("attnlab"),
+        "torch": torch.__version__,
+        "torchvision": _version("torchvision"),
+        "timm": _version("timm"),
+        "git_commit": _git_commit(),
+        "command": command_line(),
+        "time": now(),
+    }

@@ -75,7 +75,7 @@ def test_activations_cli(trained, capsys):
     report = json.loads((run / "analysis" / "activations.json").read_text())
     assert [b["block"] for b in report["blocks"]] == ["layer1.2.attention", "layer2.2.attention", "layer3.2.attention"]
     assert "saturation" in capsys.readouterr().out
-    assert main([*args[:-2], "--classes", "triangle"]) == 2
+    assert main([*args[:-2], "--classes", "triangle", "--overwrite"]) == 2
     assert "unknown classes ['triangle']" in capsys.readouterr().err
 
 

@@ -134,7 +134,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):
     with pytest.raises(
         TrainingDiverged,
         match=r"loss became nan in epoch 2; training stopped. The checkpoints of "
-        r"the last finished epoch are in .*run",
+        r"the last finished epoch \(1\) are in .*run",
     ):
         trainer.fit()
     weights, metadata = load_weights(trainer.run_dir / "last.safetensors")
@@ -143,7 +143,7 @@ def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):
 
 
 def test_cli_reports_divergence_with_exit_code_1(monkeypatch, capsys, tmp_path):
-    def diverging(config, resume=False):
+    def diverging(config, **kwargs):
         raise TrainingDiverged("the training loss became inf in epoch 1")
 
     monkeypatch.setattr("attnlab.cli.train", diverging)
@@ -186,7 +186,7 @@ def test_eval_command_reproduces_the_best_val_accuracy(digits_run, capsys):
     assert report["images"] == 359 and sum(map(sum, report["confusion_matrix"])) == 359
     assert set(report["per_class_accuracy"]) == {str(d) for d in range(10)} and report["images_per_s"] > 0
     assert "top-1" in capsys.readouterr().out and (digits_run / "eval_confusion.png").stat().st_size > 0
-    assert cli.main(["eval", str(digits_run / "last.safetensors")]) == 0  # the run's own validation data
+    assert cli.main(["eval", str(digits_run / "last.safetensors"), "--overwrite"]) == 0  # the run's own validation data
     last = json.loads((digits_run / "eval.json").read_text())
     assert last["data"] == "digits:val" and last["top1"] == pytest.approx(metrics(digits_run)[-1]["val_acc"], abs=1e-12)
 
@@ -198,7 +198,7 @@ def test_eval_refuses_data_with_other_classes(digits_run, tmp_path):
         (tmp_path / "other" / split / "a").mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "other" / split / "a" / "x.png")
     with pytest.raises(ValueError, match=r"classes \['a'\] differ from the checkpoint's \['0', '1'"):
-        cli.cmd_eval(cli.build_parser().parse_args(["eval", str(digits_run), "--data", str(tmp_path / "other")]))
+        cli.cmd_eval(cli.build_parser().parse_args(["eval", str(digits_run), "--data", str(tmp_path / "other"), "--out", str(tmp_path / "e")]))
 
 
 def test_predict_command_names_the_top_classes(digits_run, tmp_path, capsys):

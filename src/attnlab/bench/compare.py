@@ -15,13 +15,12 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from attnlab.bench.throughput import count_flops
 from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, resolve_config
 from attnlab.engine.modeling import model_for_config
+from attnlab.engine.rundir import safe_component
 from attnlab.engine.trainer import train
-from attnlab.utils import markdown_table, new_figure
+from attnlab.utils import markdown_table, new_figure, read_yaml_mapping
 
 # Settings that change where or how fast a run executes but not what it computes; a finished run is reused
 # even when they differ.
@@ -74,7 +73,13 @@ def parse_models(models: Sequence[str | dict | ModelEntry]) -> list[ModelEntry]:
         elif isinstance(item, dict) and isinstance(item.get("model"), str):
             overrides = {k: v for k, v in item.items() if k not in ("model", "label")}
             _check_overrides(f"model entry {item['model']!r}", overrides)
-            entry = ModelEntry(str(item.get("label", item["model"])), item["model"], overrides)
+            label = str(item.get("label", item["model"]))
+            if "/" in label or "\\" in label or label.startswith("."):
+                raise ValueError(
+                    f"label {label!r} of model {item['model']!r} must be a plain name (it names the run folders "
+                    "under --out): no '/', '\\' or leading '.'"
+                )
+            entry = ModelEntry(label, item["model"], overrides)
         else:
             raise ValueError(f"a model entry must be a name or a dict with a 'model' key, got {item!r}")  # noqa: TRY004
         entries.append(entry)
@@ -105,9 +110,7 @@ def load_compare_config(path: str | Path) -> CompareConfig:
     """A comparison from YAML: ``models`` (list), optional ``recipe``, ``seeds`` (count or list), ``out``, and
     any TrainConfig field as a shared override (e.g. ``data``, ``epochs``, ``img_size``)."""
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"comparison config {path} does not exist")
-    fields = yaml.safe_load(path.read_text()) or {}
+    fields = read_yaml_mapping(path, "comparison config")
     if "models" not in fields:
         raise ValueError(f"{path} has no 'models' list; add e.g. 'models: [resnet50, eca_resnet50]'")
     overrides = {k: v for k, v in fields.items() if k not in ("models", "recipe", "seeds", "out")}
@@ -125,7 +128,7 @@ def load_compare_config(path: str | Path) -> CompareConfig:
 
 
 def run_config(spec: CompareConfig, entry: ModelEntry, seed: int) -> TrainConfig:
-    out = Path(spec.out) / "runs" / f"{entry.label}-s{seed}"
+    out = Path(spec.out) / "runs" / safe_component(f"{entry.label}-s{seed}")
     return resolve_config(
         spec.recipe, **{**spec.overrides, **entry.overrides}, model=entry.model, seed=seed, out=str(out)
     )
@@ -139,13 +142,13 @@ def _read_history(run_dir: Path) -> list[dict]:
 
 
 def run_state(config: TrainConfig) -> str:
-    """'done' (all epochs logged), 'partial' (a resume state exists) or 'new'. Raises ValueError when the run
+    """'done' (all epochs logged), 'partial' (started with these settings) or 'new'. Raises ValueError when the run
     directory holds a run with other settings, so results are never mixed."""
     run_dir = Path(config.out)
     saved_path = run_dir / "config.yaml"
     if not saved_path.is_file():
         return "new"
-    saved = yaml.safe_load(saved_path.read_text()) or {}
+    saved = read_yaml_mapping(saved_path, "run config")
     wanted = config.to_dict()
     differ = sorted(k for k in wanted if k not in EXECUTION_FIELDS and saved.get(k) != wanted[k])
     if differ:
@@ -156,7 +159,7 @@ def run_state(config: TrainConfig) -> str:
         )
     if len(_read_history(run_dir)) >= config.epochs and (run_dir / "last.safetensors").is_file():
         return "done"
-    return "partial" if (run_dir / "resume.safetensors").is_file() else "new"
+    return "partial"  # resumed: from its last finished epoch, or from the start if it finished none
 
 
 def _train(config: TrainConfig, resume: bool) -> None:

@@ -12,7 +12,6 @@ of in all rounds of one model.
 from __future__ import annotations
 
 import dataclasses
-import platform
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -22,7 +21,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import attnlab
 from attnlab.bench.timm_twins import TIMM_TWINS, create_timm_twin
 from attnlab.models import create_model, default_input_size
 from attnlab.summary import summary
@@ -322,31 +320,6 @@ def _result(subject: _Subject, batch_size: int) -> BenchResult:
         infer_times_ms=[wall * 1000 for wall, _ in subject.infer_s],
         train_times_ms=[wall * 1000 for wall, _ in subject.train_s],
     )
-
-
-def environment(device: str | torch.device = "cpu") -> dict:
-    """Hardware and versions a benchmark ran with."""
-    device = torch.device(device)
-    hardware = torch.cuda.get_device_name(device) if device.type == "cuda" else _cpu_model_name()
-    versions = {"python": platform.python_version(), "torch": torch.__version__, "attnlab": attnlab.__version__}
-    try:
-        import timm
-
-        versions["timm"] = timm.__version__
-    except ImportError:
-        pass
-    return {"device": str(device), "hardware": hardware, "torch_threads": torch.get_num_threads(), **versions}
-
-
-def _cpu_model_name() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def _fmt(value: float | None, spec: str) -> str:

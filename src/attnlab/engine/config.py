@@ -8,15 +8,16 @@ The valid choices of the string options live here once (``OPTIMIZERS``, ``SCHEDU
 from __future__ import annotations
 
 import dataclasses
+import math
+import types
+import typing
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from attnlab.data import AUGMENTS
-from attnlab.utils import unknown_name_error
+from attnlab.utils import read_yaml_mapping, unknown_name_error
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -144,14 +145,12 @@ def load_recipe(name_or_path: str) -> dict:
     """The fields of a recipe given by name (``fast``, ``keras-flowers``, ...) or by a YAML file's path."""
     path = Path(name_or_path)
     if path.suffix in (".yaml", ".yml"):
-        if not path.is_file():
-            raise FileNotFoundError(f"recipe file {path} does not exist")
-        text = path.read_text()
+        fields = read_yaml_mapping(path, "recipe file")
     elif name_or_path in list_recipes():
-        text = (resources.files("attnlab") / "configs" / "recipes" / f"{name_or_path}.yaml").read_text()
+        with resources.as_file(resources.files("attnlab") / "configs" / "recipes" / f"{name_or_path}.yaml") as shipped:
+            fields = read_yaml_mapping(shipped, "recipe")
     else:
         raise unknown_name_error("recipe", name_or_path, list_recipes())
-    fields = yaml.safe_load(text) or {}
     unknown = set(fields) - TRAIN_FIELDS
     if unknown:
         raise ValueError(f"recipe {name_or_path!r} has unknown fields {sorted(unknown)}")
@@ -170,7 +169,7 @@ def config_from_run(run_dir: str | Path, **overrides) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no config.yaml; is it a run directory written by attnlab train?")
-    fields = {**yaml.safe_load(path.read_text()), **_given(overrides), "out": str(run_dir)}
+    fields = {**read_yaml_mapping(path, "run config"), **_given(overrides), "out": str(run_dir)}
     return _checked_config(fields, f"{path} has unknown fields {{unknown}}; was it written by another attnlab version?")
 
 
@@ -195,13 +194,50 @@ def _check_choice(config: TrainConfig, name: str, choices: tuple[str, ...]) -> N
         raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
+MAX_IMG_SIZE = 4096
+
+
+def _check_types(config: TrainConfig) -> None:
+    """Each field holds a value of its declared type (YAML files can hold anything); ints are accepted for
+    floats, bools are not ints, and floats must be finite."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        value, kind = getattr(config, f.name), hints[f.name]
+        options = typing.get_args(kind) if isinstance(kind, types.UnionType) else (kind,)
+        allowed = [t for t in options if t is not type(None)]
+        if value is None and len(allowed) < len(options):
+            continue
+        base = typing.get_origin(allowed[0]) or allowed[0]
+        ok = isinstance(value, base) and not (isinstance(value, bool) and base is not bool)
+        if base is float:
+            ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        elif base is list:
+            ok = ok and all(isinstance(v, int) and not isinstance(v, bool) for v in value)
+        if not ok:
+            expected = {
+                int: "an integer",
+                float: "a finite number",
+                str: "a string",
+                bool: "true or false",
+                list: "a list of integers",
+                dict: "a mapping (JSON object)",
+            }[base]
+            raise ValueError(f"{f.name} must be {expected}, got {value!r}")
+
+
 def validate(config: TrainConfig) -> None:
     """Raise ValueError naming a bad field and the fix."""
+    _check_types(config)
     for name in ("epochs", "batch_size", "img_size"):
         if getattr(config, name) < 1:
             raise ValueError(f"{name} must be >= 1, got {getattr(config, name)}")
+    for name in ("img_size", "cache_size"):
+        if (getattr(config, name) or 0) > MAX_IMG_SIZE:
+            raise ValueError(f"{name} must be <= {MAX_IMG_SIZE} pixels, got {getattr(config, name)}")
     if config.lr <= 0:
         raise ValueError(f"lr must be > 0, got {config.lr}")
+    if any(m < 1 for m in config.milestones):
+        raise ValueError(f"milestones are epochs >= 1 at which the lr drops, got {config.milestones}")
     _check_choice(config, "optimizer", OPTIMIZERS)
     _check_choice(config, "schedule", SCHEDULES)
     _check_choice(config, "amp", AMP_MODES)
@@ -213,7 +249,7 @@ def validate(config: TrainConfig) -> None:
     _check_choice(config, "normalize", NORMALIZATIONS)
     if config.cache_size is not None and config.cache_size < 1:
         raise ValueError(f"cache_size must be >= 1 (or unset to cache at img_size), got {config.cache_size}")
-    for name in ("workers", "mixup", "warmup_epochs"):
+    for name in ("workers", "mixup", "warmup_epochs", "momentum", "weight_decay", "lr_gamma"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
     if config.grad_clip is not None and config.grad_clip <= 0:

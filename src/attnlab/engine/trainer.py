@@ -8,6 +8,7 @@ epochs e+1... as an uninterrupted run would (with ``deterministic`` on the CPU, 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -38,10 +39,22 @@ from attnlab.engine.distributed import (
 from attnlab.engine.evaluate import EvalResult, evaluate
 from attnlab.engine.modeling import attach_spec, build_model, model_kwargs
 from attnlab.engine.plots import plot_run
+from attnlab.engine.rundir import (
+    CONFIG_FILE,
+    LOCK_FILE,
+    Provenance,
+    RunLock,
+    check_writable_folder,
+    clear_run,
+    holds_run,
+    refuse_existing_run,
+    with_run_dir,
+)
 from attnlab.engine.schedule import build_optimizer, build_scheduler
 from attnlab.retrofit import load_original_weights
 from attnlab.utils import atomic_write_text, autocast, resolve_device
 
+RESUME_FILE = "resume.safetensors"
 METRIC_FIELDS = [
     "epoch",
     "train_loss",
@@ -84,11 +97,6 @@ def set_deterministic(enabled: bool) -> None:
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS needs it to be deterministic
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.benchmark = not enabled
-
-
-def default_run_dir(config: TrainConfig) -> Path:
-    attention = f"-{config.attention}" if config.attention else ""
-    return Path("runs") / f"{config.model}{attention}-{config.recipe}-s{config.seed}"
 
 
 def mixup_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch.Tensor, float]:
@@ -139,7 +147,10 @@ class Trainer:
         self.amp_dtype = resolve_amp(config.amp, self.device)
         set_deterministic(config.deterministic)
         seed_everything(config.seed)
-        self.run_dir = Path(config.out) if config.out else default_run_dir(config)
+        if config.out is None:
+            raise ValueError("Trainer needs config.out, the run folder; train() picks a default one")
+        self.run_dir = Path(config.out)
+        self.provenance = Provenance(self.run_dir, self.device)
 
         self.splits = splits_for(config)
         if self.splits.train is None:
@@ -169,6 +180,7 @@ class Trainer:
         self.history: list[dict] = []
         self.start_epoch = 0
         self.best_acc = -1.0
+        self.best_epoch = 0
         self.last_val: EvalResult | None = None
 
     def build_model(self) -> nn.Module:
@@ -214,9 +226,9 @@ class Trainer:
     def fit(self) -> dict:
         config = self.config
         if is_main_process():
-            self.run_dir.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(self.run_dir / "config.yaml", yaml.safe_dump(config.to_dict(), sort_keys=False))
+            atomic_write_text(self.run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
             atomic_write_text(self.run_dir / "classes.json", json.dumps(self.splits.class_to_index, indent=2))
+            self.provenance.start()
         log(f"classes ({len(self.classes)}): {json.dumps(self.splits.class_to_index)}")
         log(
             f"{len(self.splits.train)} training and {len(self.splits.val)} validation images; "
@@ -236,8 +248,10 @@ class Trainer:
             row.update(val_loss=self.last_val.loss, val_acc=self.last_val.top1, val_top5=self.last_val.top5)
             self.history.append(row)
             self.end_epoch(row)
-        if is_main_process() and self.last_val is not None:
-            self.write_plots()
+        if is_main_process():
+            if self.last_val is not None:
+                self.write_plots()
+            self.provenance.finish()
         return self.history[-1] if self.history else {}
 
     def train_epoch(self, epoch: int) -> dict:
@@ -259,10 +273,14 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             loss, batch_correct = self.train_step(images, labels)
             if not math.isfinite(loss):
+                saved = (
+                    f"The checkpoints of the last finished epoch ({self.history[-1]['epoch']}) are in {self.run_dir}."
+                    if self.history
+                    else "No epoch finished, so nothing was saved."
+                )
                 raise TrainingDiverged(
-                    f"the training loss became {loss} in epoch {epoch + 1}; training stopped. The checkpoints of the "
-                    f"last finished epoch are in {self.run_dir}. Try a lower --lr or --grad-clip 1.0, or --amp bf16 "
-                    "instead of fp16."
+                    f"the training loss became {loss} in epoch {epoch + 1}; training stopped. {saved} Try a lower "
+                    "--lr or --grad-clip 1.0, or --amp bf16 instead of fp16."
                 )
             loss_sum += loss * len(labels)
             correct += batch_correct
@@ -313,22 +331,20 @@ class Trainer:
     # ------------------------------------------------------------------------------------------ checkpoints
 
     def end_epoch(self, row: dict) -> None:
-        """Write resume state, last and (if val accuracy improved) best checkpoints, metrics and the epoch line."""
+        """Commit the epoch, then write its files and the epoch line.
+
+        Crash consistency: ``resume.safetensors`` is written first and is the commit; it holds everything the
+        other files are made from. ``last``, ``best`` (when val accuracy improved) and the metrics follow, so no
+        file ever runs ahead of the committed epoch, and a resume after a crash anywhere in between rewrites them
+        from the state (:meth:`write_epoch_files`)."""
         improved = row["val_acc"] > self.best_acc
-        self.best_acc = max(self.best_acc, row["val_acc"])
+        if improved:
+            self.best_acc, self.best_epoch = row["val_acc"], row["epoch"]
         if not is_main_process():
             return
-        metadata = self.metadata(row["epoch"], row)
-        weights = self.eval_model.state_dict()
-        save_state(self.run_dir / "resume.safetensors", self.training_state(), metadata)
-        save_weights(self.run_dir / "last.safetensors", weights, metadata)
-        if improved:
-            save_weights(
-                self.run_dir / "best.safetensors",
-                weights,
-                {**metadata, "val_result": self.last_val.to_dict(self.classes)},
-            )
-        self.logger.write_all(self.history)
+        metadata = {**self.metadata(row["epoch"], row), "val_result": self.last_val.to_dict(self.classes)}
+        save_state(self.run_dir / RESUME_FILE, self.training_state(), metadata)
+        self.write_epoch_files(metadata)
         print(
             f"epoch {row['epoch']:>3}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
             f"acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
@@ -347,11 +363,29 @@ class Trainer:
             "ema": self.ema.state_dict() if self.ema is not None else None,
             "history": self.history,
             "best_acc": self.best_acc,
+            "best_epoch": self.best_epoch,
         }
 
+    def write_epoch_files(self, metadata: dict) -> None:
+        """``last`` (the evaluated weights), ``best`` when the committed epoch is the best so far, and the metrics,
+        all of the committed epoch ``metadata['epoch']``; rewriting them is harmless, so a resume repairs with it."""
+        weights = self.eval_model.state_dict()
+        save_weights(self.run_dir / "last.safetensors", weights, metadata)
+        if self.best_epoch == metadata["epoch"]:
+            save_weights(self.run_dir / "best.safetensors", weights, metadata)
+        self.logger.write_all(self.history)
+
     def resume(self) -> Trainer:
-        """Load ``resume.safetensors`` of the run directory; training continues after its epoch."""
-        state, metadata = load_state(self.run_dir / "resume.safetensors")
+        """Load ``resume.safetensors`` of the run directory; training continues after its epoch. The files of
+        that epoch are rewritten from it (repairing a crash between the commit and those writes); a run stopped
+        before its first epoch was committed starts again from epoch 1."""
+        if is_main_process():
+            for stale in self.run_dir.glob(".*.tmp"):  # left by a write that was killed
+                stale.unlink()
+        if not (self.run_dir / RESUME_FILE).is_file():
+            log(f"{self.run_dir} has no finished epoch yet; starting it again from epoch 1")
+            return self
+        state, metadata = load_state(self.run_dir / RESUME_FILE)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.scheduler.load_state_dict(state["scheduler"])
@@ -359,10 +393,10 @@ class Trainer:
         if self.ema is not None and state["ema"] is not None:
             self.ema.load_state_dict(state["ema"])
         self.history, self.best_acc = list(state["history"]), state["best_acc"]
+        self.best_epoch = state.get("best_epoch", 0)
         self.start_epoch = metadata["epoch"]
         if is_main_process():
-            for stale in self.run_dir.glob(".*.tmp"):  # left by a write that was killed
-                stale.unlink()
+            self.write_epoch_files(metadata)
         log(f"resuming {self.run_dir} after epoch {self.start_epoch}/{self.config.epochs}")
         return self
 
@@ -370,11 +404,32 @@ class Trainer:
         plot_run(self.run_dir, self.history, self.last_val.confusion, self.eval_model, self.val_batches, self.classes)
 
 
-def train(config: TrainConfig, *, resume: bool = False) -> dict:
-    """Train according to ``config`` (continuing the run in ``config.out`` when ``resume``); returns the last
-    epoch's metrics. Under torchrun every process calls this."""
+def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict:
+    """Train according to ``config`` in the run folder ``config.out`` (default: a new folder under ``runs/``, see
+    :func:`~attnlab.engine.rundir.default_run_dir`); returns the last epoch's metrics.
+
+    A folder that holds a run is refused unless ``resume`` (continue it) or ``overwrite`` (delete its run files
+    first). The folder is locked for the whole run (one writer at a time). A run that fails before it starts
+    training leaves no folder behind. Under torchrun every process calls this; rank 0 owns the folder.
+    """
+    owner = int(os.environ.get("RANK", "0")) == 0
+    config = with_run_dir(config)
+    run_dir = Path(config.out)
+    created = not run_dir.exists()
+    if owner:
+        check_writable_folder(run_dir)
     try:
-        trainer = Trainer(config)
-        return (trainer.resume() if resume else trainer).fit()
+        with RunLock(run_dir) if owner else contextlib.nullcontext():
+            if owner and not resume:
+                if overwrite:
+                    clear_run(run_dir)
+                else:
+                    refuse_existing_run(run_dir)
+            trainer = Trainer(config)
+            return (trainer.resume() if resume else trainer).fit()
     finally:
         close_distributed()
+        if owner and created and not holds_run(run_dir):  # failed before it began: leave nothing behind
+            (run_dir / LOCK_FILE).unlink(missing_ok=True)
+            with contextlib.suppress(OSError):
+                run_dir.rmdir()

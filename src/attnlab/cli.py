@@ -67,7 +67,9 @@ def cmd_list(args: argparse.Namespace) -> None:
 
 
 def cmd_summary(args: argparse.Namespace) -> None:
-    kwargs = {"num_classes": args.num_classes} if args.num_classes else {}
+    kwargs = {"num_classes": args.num_classes} if args.num_classes is not None else {}
+    if args.input_size and min(args.input_size) < 1:
+        raise ValueError(f"--input-size takes the input size C H W as positive integers, got {args.input_size}")
     if args.attention:
         kwargs["attention"] = args.attention
     model = attnlab.create_model(args.model, **kwargs)
@@ -84,6 +86,17 @@ def _config_fields(exclude: Collection[str]) -> list[dataclasses.Field]:
     return [f for f in dataclasses.fields(TrainConfig) if f.name not in exclude]
 
 
+def json_object(text: str) -> dict:
+    """argparse type of a JSON object flag such as --attention-kwargs '{"k_size": 3}'."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"takes a JSON object such as '{{\"k_size\": 3}}', got {text!r}")
+    return value
+
+
 def add_config_flags(parser: argparse.ArgumentParser, exclude: Collection[str]) -> None:
     """One flag per TrainConfig field not in ``exclude`` (default None = take the recipe's value), with the
     field's help text and choices."""
@@ -94,7 +107,7 @@ def add_config_flags(parser: argparse.ArgumentParser, exclude: Collection[str]) 
         if kind == list[int]:
             group.add_argument(flag, type=int, nargs="+", default=None, help=help_text)
         elif kind is dict:
-            group.add_argument(flag, type=json.loads, default=None, help=help_text)
+            group.add_argument(flag, type=json_object, default=None, help=help_text)
         else:
             scalar = next(t for t in typing.get_args(kind) or (kind,) if t is not type(None))
             if scalar is bool:

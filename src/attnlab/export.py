@@ -13,9 +13,8 @@ import torch
 from torch import nn
 
 from attnlab.engine.inference import checkpoint_path, load_model
-from attnlab.engine.rundir import check_writable_folder
 from attnlab.models import default_input_size
-from attnlab.utils import check_int, max_error
+from attnlab.utils import check_int, check_writable_folder, max_error
 
 EXPORT_FORMATS = ("onnx", "torchscript")
 SUFFIXES = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}

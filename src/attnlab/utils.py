@@ -46,17 +46,21 @@ def check_positive_int(name: str, value: int) -> int:
 def check_input(x: torch.Tensor, channels: int, argument: str = "channels") -> None:
     """Raise ValueError unless ``x`` is an (N, channels, H, W) batch; the message says how to fix it, naming the
     constructor ``argument`` that sets the channel count (``channels`` of a module, ``in_chans`` of a model)."""
-    if x.dim() == 4 and x.shape[1] == channels:
+    if x.dim() == 4 and x.shape[1] == channels and x.numel() and x.is_floating_point():
         return
     if x.dim() != 4:
         raise ValueError(
             f"expected a 4D input (N, {channels}, H, W), got a {x.dim()}D tensor of shape {tuple(x.shape)}; "
             "add a batch dimension"
         )
-    raise ValueError(
-        f"expected {channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)}); "
-        f"build it with {argument}={x.shape[1]}"
-    )
+    if x.shape[1] != channels:
+        raise ValueError(
+            f"expected {channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)}); "
+            f"build it with {argument}={x.shape[1]}"
+        )
+    if not x.numel():
+        raise ValueError(f"expected a non-empty input, got shape {tuple(x.shape)}; batch and H, W must be >= 1")
+    raise ValueError(f"expected a floating-point input, got {x.dtype}; convert it with x.float()")
 
 
 def default_input_size(model: torch.nn.Module) -> tuple[int, int, int]:
@@ -97,6 +101,9 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
     tmp = str(path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"))
     try:
         write(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # as a plain open() would create it (safetensors writes 0600)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -109,6 +116,21 @@ def atomic_write(path: str | Path, write: Callable[[str], object]) -> Path:
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write ``text`` to ``path`` atomically (see :func:`atomic_write`)."""
     return atomic_write(path, lambda tmp: Path(tmp).write_text(text))
+
+
+def check_writable_folder(folder: Path, what: str = "--out") -> None:
+    """Create ``folder`` (and its parents); ValueError with the fix when it is a file, lies under a file or cannot
+    be written."""
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{what} {folder} is a file, not a folder; give a folder path")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise ValueError(f"{what} {folder}: a part of that path is a file; give a folder path") from None
+    except PermissionError:
+        raise ValueError(f"{what} {folder} cannot be created: permission denied; choose a writable folder") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise ValueError(f"{what} {folder} is not writable (read-only?); choose a writable folder")
 
 
 def read_safetensors(path: str | Path, what: str = "checkpoint") -> tuple[dict[str, torch.Tensor], dict[str, str]]:

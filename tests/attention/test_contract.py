@@ -124,6 +124,11 @@ def test_bad_input_names_expected_and_got(name):
         module(torch.randn(CHANNELS, 8, 8))
     with pytest.raises(ValueError, match=f"expected {CHANNELS} input channels, got {CHANNELS // 2}"):
         module(torch.randn(2, CHANNELS // 2, 8, 8))
+    for empty in ((2, CHANNELS, 0, 8), (2, CHANNELS, 8, 0), (0, CHANNELS, 8, 8)):
+        with pytest.raises(ValueError, match="expected a non-empty input"):
+            module(torch.randn(empty))
+    with pytest.raises(ValueError, match="expected a floating-point input, got torch.int64; convert it with"):
+        module(torch.ones(2, CHANNELS, 8, 8, dtype=torch.int64))
 
 
 @pytest.mark.parametrize("name", ALL)

@@ -198,7 +198,11 @@ def test_eval_refuses_data_with_other_classes(digits_run, tmp_path):
         (tmp_path / "other" / split / "a").mkdir(parents=True)
         Image.new("RGB", (8, 8)).save(tmp_path / "other" / split / "a" / "x.png")
     with pytest.raises(ValueError, match=r"classes \['a'\] differ from the checkpoint's \['0', '1'"):
-        cli.cmd_eval(cli.build_parser().parse_args(["eval", str(digits_run), "--data", str(tmp_path / "other"), "--out", str(tmp_path / "e")]))
+        cli.cmd_eval(
+            cli.build_parser().parse_args(
+                ["eval", str(digits_run), "--data", str(tmp_path / "other"), "--out", str(tmp_path)]
+            )
+        )
 
 
 def test_predict_command_names_the_top_classes(digits_run, tmp_path, capsys):

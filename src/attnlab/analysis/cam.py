@@ -15,7 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attnlab.data import Preprocess, read_image
+from attnlab.data import Preprocess, read_image_files
+from attnlab.engine.checkpoint import require_metadata
 from attnlab.utils import new_figure
 
 
@@ -106,7 +107,7 @@ class CamPanel:
 def prepare_image_files(paths: Sequence[str | Path], preprocess) -> tuple[torch.Tensor, torch.Tensor]:
     """Image files -> (model input (N, 3, S, S) prepared as the run evaluated, the same images (N, S, S, 3) in
     [0, 1] for display). ``preprocess`` is the checkpoint's :class:`attnlab.data.Preprocess`."""
-    raw = torch.stack([read_image(p, preprocess.cache_size, preprocess.fit) for p in paths])
+    raw = read_image_files(list(paths), preprocess.cache_size, preprocess.fit)
     inputs = preprocess.eval(raw)
     mean, std = (torch.tensor(v)[:, None, None] for v in (preprocess.mean, preprocess.std))
     return inputs, (inputs * std + mean).clamp(0, 1).permute(0, 2, 3, 1)
@@ -122,6 +123,7 @@ def cam_panel(
 ) -> CamPanel:
     """Grad-CAM of a trained model (and its checkpoint ``metadata``) on image files, captioned with the predicted
     class and its probability."""
+    require_metadata(metadata, "preprocess", "classes")
     inputs, shown = prepare_image_files(paths, Preprocess.from_dict(metadata["preprocess"]))
     maps, classes, probs = grad_cam(model, inputs.to(device), target_layer)
     captions = [f"{metadata['classes'][c]} {p:.2f}" for c, p in zip(classes.tolist(), probs.tolist())]

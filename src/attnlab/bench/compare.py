@@ -20,7 +20,7 @@ from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, resolve_config
 from attnlab.engine.modeling import model_for_config
 from attnlab.engine.rundir import safe_component
 from attnlab.engine.trainer import train
-from attnlab.utils import markdown_table, new_figure, read_yaml_mapping
+from attnlab.utils import environment, markdown_table, new_figure, read_yaml_mapping, resolve_device
 
 # Settings that change where or how fast a run executes but not what it computes; a finished run is reused
 # even when they differ.
@@ -62,7 +62,7 @@ def _check_overrides(where: str, overrides: dict) -> None:
 def parse_models(models: Sequence[str | dict | ModelEntry]) -> list[ModelEntry]:
     """Model entries from names (``'eca_resnet50'``) or dicts (``{model: eca_resnet50, label: eca-k3,
     attention_kwargs: {k_size: 3}}``: every key besides ``model`` and ``label`` is a training override)."""
-    if isinstance(models, str) or not models:
+    if not isinstance(models, (list, tuple)) or not models:
         raise ValueError(f"models must be a non-empty list of model names, got {models!r}")
     entries = []
     for item in models:
@@ -254,6 +254,7 @@ def summarise(spec: CompareConfig) -> dict:
         "overrides": spec.overrides,
         "baseline": rows[0]["label"],
         "models": rows,
+        "environment": environment(resolve_device(run_config(spec, spec.models[0], spec.seeds[0]).device)),
     }
 
 
@@ -274,6 +275,11 @@ def report_markdown(report: dict) -> str:
             "(torch.utils.flop_counter, convs and matmuls). Train images/s: the median epoch of each run, mean "
             "over seeds; inference images/s: the engine's evaluation of the best checkpoint (model compute only); "
             "wall time: mean per run (training with evaluation and checkpoints)."
+        ),
+        "",
+        (
+            "Environment of this report: {hardware} ({device}), torch {torch}, attnlab {attnlab}, git "
+            "{git_commit}; `{command}` at {time}.".format(**report["environment"])
         ),
         "",
     ]

@@ -7,7 +7,7 @@ once into a uint8 cache, batched and augmented on the device.
 
 from attnlab.data.augment import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, Augment, Preprocess
 from attnlab.data.formats import Splits, load_splits, read_cifar_batch
-from attnlab.data.images import ImageSet, read_image
+from attnlab.data.images import ImageSet, read_image, read_image_files
 from attnlab.data.loader import Batches, epoch_generator
 
 __all__ = [
@@ -23,4 +23,5 @@ __all__ = [
     "load_splits",
     "read_cifar_batch",
     "read_image",
+    "read_image_files",
 ]

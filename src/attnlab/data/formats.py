@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import pickle
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -48,6 +49,9 @@ def class_folders(root: Path) -> list[Path]:
     if not root.is_dir():
         raise ValueError(f"{root} is not a folder; expected a folder with one sub-folder of images per class")
     folders = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    hidden = sorted(p.name for p in root.iterdir() if p.is_dir() and p.name.startswith("."))
+    if hidden:
+        warnings.warn(f"{root}: hidden folders {hidden} are not classes and are ignored", stacklevel=2)
     if not folders:
         raise ValueError(f"{root} has no class sub-folders; put each class's images in {root}/<class name>/")
     return folders

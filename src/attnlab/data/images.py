@@ -20,11 +20,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from safetensors import safe_open
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from attnlab.utils import atomic_write
+from attnlab.utils import atomic_write, check_writable_folder
 
 DEFAULT_MAX_CACHE_BYTES = 8 * 2**30
 CACHE_FORMAT = 1  # bump when the cached pixels would change for the same files
@@ -45,6 +45,23 @@ def read_image(path: str | Path, size: int, fit: str) -> torch.Tensor:
     else:
         image = image.resize((size, size), Image.BILINEAR)
     return torch.from_numpy(np.asarray(image).copy()).permute(2, 0, 1).contiguous()
+
+
+UNREADABLE_IMAGE = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def read_image_files(paths: list[str | Path], size: int, fit: str) -> torch.Tensor:
+    """uint8 (N, 3, size, size) of image files (see :func:`read_image`); ValueError naming the first file that
+    is missing, unreadable or too large to decode safely."""
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path, size, fit))
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"cannot read image {path}: it is too large to decode safely ({err})") from None
+        except UNREADABLE_IMAGE as err:
+            raise ValueError(f"cannot read image {path} ({type(err).__name__}: {err})") from None
+    return torch.stack(images)
 
 
 def resize_array(images: torch.Tensor, size: int, fit: str) -> torch.Tensor:
@@ -90,7 +107,7 @@ class DecodedFiles(Dataset):
     def __getitem__(self, index: int) -> tuple[int, torch.Tensor | str]:
         try:
             return index, read_image(self.files[index], self.size, self.fit)
-        except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as err:
+        except UNREADABLE_IMAGE as err:
             return index, f"{type(err).__name__}: {err}"
 
 
@@ -145,12 +162,20 @@ class ImageSet:
         if isinstance(self.source, ArraySource):
             chunks = [resize_array(chunk, self.size, self.fit) for chunk in self.source.images.split(1024)]
             return torch.cat(chunks), self.source.labels
-        path = self.cache_dir / f"{self.cache_key()}.safetensors" if self.cache_dir else None
+        path = None
+        if self.cache_dir:
+            check_writable_folder(self.cache_dir, "--cache-dir")
+            path = self.cache_dir / f"{self.cache_key()}.safetensors"
         if path is not None and path.is_file():
-            with safe_open(str(path), framework="pt") as f:
-                self.skipped = [tuple(item) for item in json.loads(f.metadata()["skipped"])]
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    skipped = [tuple(item) for item in json.loads(f.metadata()["skipped"])]
+                    images, labels = f.get_tensor("images"), f.get_tensor("labels")
+                self.skipped = skipped
                 self.report_skipped()
-                return f.get_tensor("images"), f.get_tensor("labels")
+                return images, labels
+            except (SafetensorError, KeyError, TypeError, ValueError) as err:  # a truncated or foreign file
+                warnings.warn(f"the image cache {path} is unreadable ({err}); decoding the images again", stacklevel=2)
         images = torch.empty(len(self.source.files), 3, self.size, self.size, dtype=torch.uint8)
         kept = torch.zeros(len(self.source.files), dtype=torch.bool)
         loader = DataLoader(

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 
 from attnlab.data import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, Batches, Preprocess, Splits, load_splits
+from attnlab.engine.checkpoint import require_metadata
 from attnlab.engine.config import TrainConfig
+from attnlab.utils import check_int, check_positive_int
 
 
 def splits_for(config: TrainConfig) -> Splits:
@@ -60,6 +62,9 @@ def eval_batches_for(
     """Validation batches of ``data`` (its val/test split) or of the tree ``val`` (neither: the validation data of
     the run), prepared as the checkpoint with ``metadata`` was evaluated during training; raises ValueError if the
     classes differ from the checkpoint's."""
+    check_positive_int("--batch-size", batch_size)
+    check_int("--workers", workers, 0)
+    require_metadata(metadata, "preprocess", "classes")
     preprocess = Preprocess.from_dict(metadata["preprocess"])
     if not data and not val:
         trained_on = metadata.get("config", {})

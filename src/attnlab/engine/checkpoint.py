@@ -61,7 +61,28 @@ def save_weights(path: str | Path, state_dict: dict[str, torch.Tensor], metadata
 def load_weights(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(state_dict, metadata) of a file written by ``save_weights``."""
     state, header = read_safetensors(path, "checkpoint")
-    return state, json.loads(header.get(METADATA_KEY, "{}"))
+    return state, _metadata(path, header)
+
+
+def _metadata(path: str | Path, header: dict[str, str]) -> dict:
+    """The attnlab metadata of a safetensors header; ValueError naming the file when it is not a JSON object."""
+    try:
+        metadata = json.loads(header.get(METADATA_KEY, "{}"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} has a damaged attnlab header ({err}); the file was edited or is corrupt") from None
+    if not isinstance(metadata, dict):
+        raise ValueError(f"{path} has a damaged attnlab header (not a JSON object)")
+    return metadata
+
+
+def require_metadata(metadata: dict, *keys: str) -> None:
+    """ValueError unless the checkpoint ``metadata`` has every one of ``keys`` (``classes``, ``preprocess``, ...)."""
+    missing = [key for key in keys if key not in metadata]
+    if missing:
+        raise ValueError(
+            f"the checkpoint's attnlab metadata has no {', '.join(missing)} record; the file is damaged or was not "
+            "written by attnlab train"
+        )
 
 
 def save_state(path: str | Path, state: dict[str, Any], metadata: dict) -> Path:
@@ -77,7 +98,11 @@ def load_state(path: str | Path) -> tuple[dict[str, Any], dict]:
     tensors, header = read_safetensors(path, "training state")
     if TREE_KEY not in header:
         raise ValueError(f"{path} is not an attnlab training state (no {TREE_KEY!r} header)")
-    return _decode(json.loads(header[TREE_KEY]), tensors), json.loads(header.get(METADATA_KEY, "{}"))
+    try:
+        tree = json.loads(header[TREE_KEY])
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path} has a damaged training-state header ({err}); resume from a good copy") from None
+    return _decode(tree, tensors), _metadata(path, header)
 
 
 def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
@@ -90,8 +115,11 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         raise FileNotFoundError(f"no state dict at {path}")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad files
-        raise ValueError(f"cannot read the state dict {path}: {err}") from None
+    except Exception:  # torch raises UnpicklingError, RuntimeError, EOFError, ... for bad or unsafe files
+        raise ValueError(
+            f"cannot read the state dict {path}: it is not a plain tensor state dict (attnlab loads weights only, "
+            "never code from a file); save it with torch.save(model.state_dict(), path) or as .safetensors"
+        ) from None
     if not (isinstance(state, dict) and all(isinstance(v, torch.Tensor) for v in state.values())):
         raise ValueError(f"{path} holds a {type(state).__name__}, expected a state dict (parameter name -> tensor)")
     return state

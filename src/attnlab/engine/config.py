@@ -169,7 +169,10 @@ def config_from_run(run_dir: str | Path, **overrides) -> TrainConfig:
     path = Path(run_dir) / "config.yaml"
     if not path.is_file():
         raise FileNotFoundError(f"{run_dir} holds no config.yaml; is it a run directory written by attnlab train?")
-    fields = {**read_yaml_mapping(path, "run config"), **_given(overrides), "out": str(run_dir)}
+    saved = read_yaml_mapping(path, "run config")
+    if not saved:
+        raise ValueError(f"{path} is empty: the run folder is damaged; start a new run with another --out")
+    fields = {**saved, **_given(overrides), "out": str(run_dir)}
     return _checked_config(fields, f"{path} has unknown fields {{unknown}}; was it written by another attnlab version?")
 
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attnlab.data import Preprocess, read_image
-from attnlab.engine.checkpoint import load_weights
+from attnlab.data import Preprocess, read_image_files
+from attnlab.engine.checkpoint import load_weights, require_metadata
 from attnlab.engine.modeling import build_model
 
 
@@ -31,9 +31,29 @@ def load_model(run_or_ckpt: str | Path, device: str | torch.device = "cpu") -> t
     state, metadata = load_weights(path)
     if "model" not in metadata:
         raise ValueError(f"{path} has no attnlab metadata (model name and kwargs); was it written by attnlab train?")
-    model, _ = build_model(metadata["model"], metadata["model_kwargs"], metadata.get("attach"))
-    model.load_state_dict(state)
+    require_metadata(metadata, "model_kwargs")
+    try:
+        model, _ = build_model(metadata["model"], metadata["model_kwargs"], metadata.get("attach"))
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{path}: its metadata does not describe a model attnlab can build ({err})") from None
+    try:
+        model.load_state_dict(state)
+    except RuntimeError:
+        problems = _state_dict_problems(model.state_dict(), state)
+        raise ValueError(
+            f"{path}: the weights do not match the model its metadata describes ({metadata['model']}): {problems}; "
+            "the file is damaged or was edited"
+        ) from None
     return model.to(device).eval(), metadata
+
+
+def _state_dict_problems(want: dict, got: dict) -> str:
+    missing, unexpected = sorted(set(want) - set(got)), sorted(set(got) - set(want))
+    shapes = [k for k in set(want) & set(got) if want[k].shape != got[k].shape]
+    return (
+        f"{len(missing)} missing keys {missing[:2]}, {len(unexpected)} unexpected keys {unexpected[:2]}, "
+        f"{len(shapes)} of other shape {sorted(shapes)[:2]}"
+    )
 
 
 @torch.no_grad()
@@ -41,14 +61,10 @@ def predict_files(
     model: nn.Module, metadata: dict, paths: list[str | Path], topk: int = 5, device: str | torch.device = "cpu"
 ) -> list[list[tuple[str, float]]]:
     """Top-k (class name, probability) for each image file, prepared as the run's evaluation prepared images."""
+    require_metadata(metadata, "preprocess", "classes")
     preprocess = Preprocess.from_dict(metadata["preprocess"])
-    images = []
-    for path in paths:
-        try:
-            images.append(read_image(path, preprocess.cache_size, preprocess.fit))
-        except (OSError, ValueError, SyntaxError) as err:
-            raise ValueError(f"cannot read image {path} ({type(err).__name__}: {err})") from None
-    probs = model.eval()(preprocess.eval(torch.stack(images).to(device))).float().softmax(1)
+    images = read_image_files(paths, preprocess.cache_size, preprocess.fit)
+    probs = model.eval()(preprocess.eval(images.to(device))).float().softmax(1)
     values, indices = probs.topk(min(topk, probs.shape[1]), dim=1)
     classes = metadata["classes"]
     return [[(classes[i], v) for v, i in zip(vs.tolist(), ids.tolist())] for vs, ids in zip(values, indices)]

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 
 from attnlab.engine.config import TrainConfig
-from attnlab.utils import atomic_write_text, environment, now
+from attnlab.utils import atomic_write_text, check_writable_folder, environment, now
 
 LOCK_FILE = ".lock"
 CONFIG_FILE = "config.yaml"
@@ -85,21 +85,6 @@ def with_run_dir(config: TrainConfig) -> TrainConfig:
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     out = Path("runs") / run_name(config) if distributed else default_run_dir(config)
     return dataclasses.replace(config, out=str(out))
-
-
-def check_writable_folder(folder: Path, what: str = "--out") -> None:
-    """Create ``folder`` (and its parents); ValueError with the fix when it is a file, lies under a file or cannot
-    be written."""
-    if folder.exists() and not folder.is_dir():
-        raise ValueError(f"{what} {folder} is a file, not a folder; give a folder path")
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except (FileExistsError, NotADirectoryError):
-        raise ValueError(f"{what} {folder}: a part of that path is a file; give a folder path") from None
-    except PermissionError:
-        raise ValueError(f"{what} {folder} cannot be created: permission denied; choose a writable folder") from None
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise ValueError(f"{what} {folder} is not writable (read-only?); choose a writable folder")
 
 
 def refuse_existing_run(folder: Path) -> None:

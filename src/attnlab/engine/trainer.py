@@ -15,6 +15,7 @@ import os
 import random
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -44,7 +45,6 @@ from attnlab.engine.rundir import (
     LOCK_FILE,
     Provenance,
     RunLock,
-    check_writable_folder,
     clear_run,
     holds_run,
     refuse_existing_run,
@@ -52,7 +52,7 @@ from attnlab.engine.rundir import (
 )
 from attnlab.engine.schedule import build_optimizer, build_scheduler
 from attnlab.retrofit import load_original_weights
-from attnlab.utils import atomic_write_text, autocast, resolve_device
+from attnlab.utils import atomic_write_text, autocast, check_writable_folder, resolve_device
 
 RESUME_FILE = "resume.safetensors"
 METRIC_FIELDS = [
@@ -156,6 +156,12 @@ class Trainer:
         if self.splits.train is None:
             raise ValueError("no training data: pass --data DIR or --train DIR with --val DIR")
         self.classes = list(self.splits.classes)
+        if len(self.classes) < 2:
+            warnings.warn(
+                f"the data has only one class ({self.classes[0]}): every prediction is right, so accuracy is 100% "
+                "and means nothing; add at least one more class folder",
+                stacklevel=2,
+            )
         self.preprocess = preprocess_for(config, self.splits)
         self.train_batches, self.val_batches = train_val_batches(
             self.splits, self.preprocess, config, self.rank, self.world_size, self.device

@@ -122,7 +122,12 @@ def create_model(
     placement = _placement(info, attention, attention_kwargs, attention_stages)
     check_positive_int("num_classes", num_classes)
     check_positive_int("in_chans", in_chans)
-    model = info.fn(num_classes=num_classes, attention=placement, in_chans=in_chans, **{**info.preset, **kwargs})
+    try:
+        model = info.fn(num_classes=num_classes, attention=placement, in_chans=in_chans, **{**info.preset, **kwargs})
+    except TypeError as err:
+        if "unexpected keyword argument" not in str(err):
+            raise
+        raise ValueError(f"model {name!r}: {err}; see help(attnlab.models.get_model_info({name!r}).fn)") from None
     model.default_input_size = (in_chans, *info.input_size[1:])
     model.model_name = name
     return model

@@ -5,6 +5,7 @@ printed, and a key phrase of the expected message.
 """
 
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -377,3 +378,35 @@ def test_ctrl_c_exits_130_with_the_resume_command(paths, capsys, monkeypatch):
     out = paths["root"] + "/interrupted"
     code, output = run_cli(["train", "--data", paths["data"], "--out", out, *TINY], capsys)
     assert code == 130 and f"attnlab train --resume {out}" in output
+
+
+def test_a_full_disk_is_one_message_naming_resume(paths, capsys, monkeypatch):
+    def full(src, dst):
+        raise OSError(28, "No space left on device", str(dst))
+
+    monkeypatch.setattr("os.replace", full)
+    code, output = run_cli(train(paths, "--out", paths["root"] + "/full"), capsys)
+    assert code == 2 and "the disk is full" in output and "--resume" in output and "Traceback" not in output
+
+
+def test_a_truncated_image_cache_is_rebuilt_not_fatal(paths, capsys, tmp_path):
+    cache = tmp_path / "cache"
+    args = ["--cache-dir", str(cache)]
+    assert run_cli(train(paths, "--out", str(tmp_path / "r1"), *args), capsys)[0] == 0
+    for file in cache.glob("*.safetensors"):
+        file.write_bytes(file.read_bytes()[:100])
+    with pytest.warns(UserWarning, match="unreadable.*decoding the images again"):
+        assert run_cli(train(paths, "--out", str(tmp_path / "r2"), *args), capsys)[0] == 0
+
+
+def test_run_files_get_the_usual_permissions(paths):
+    umask = os.umask(0)
+    os.umask(umask)
+    for name in ("best.safetensors", "config.yaml", "metrics.csv"):
+        assert (Path(paths["run"]) / name).stat().st_mode & 0o777 == 0o666 & ~umask, name
+
+
+def test_one_class_data_warns(tmp_path, capsys):
+    data = write_images(tmp_path / "one", classes=("only",))
+    with pytest.warns(UserWarning, match="only one class"):
+        run_cli(["train", "--data", str(data), "--out", str(tmp_path / "r"), *TINY], capsys)

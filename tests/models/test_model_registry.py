@@ -88,3 +88,8 @@ def test_placement_object_and_registry_presets():
     layers = attnlab.attention_layers(create_model("alexnet_eca", attention_stages=(1, 5)))
     assert [(layer["stage"], layer["k_size"]) for layer in layers] == [(1, 3), (5, 3)]
     assert get_model_info("alexnet_eca").attention.stage_kwargs[2] == {"k_size": 5}
+
+
+def test_unknown_builder_keyword_is_a_clear_error():
+    with pytest.raises(ValueError, match="model 'resnet20': .*unexpected keyword argument 'widht'"):
+        create_model("resnet20", widht=2)

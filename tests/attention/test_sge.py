@@ -65,3 +65,13 @@ def test_gate_sees_one_map_per_group():
 def test_bad_settings(channels, kwargs, match):
     with pytest.raises(ValueError, match=match):
         SpatialGroupEnhance(channels, **kwargs)
+
+
+def test_resnet50_parameter_count_as_the_paper():
+    """The paper lists SGE-ResNet50 at 25.56M parameters like ResNet-50: 2G = 128 per bottleneck, 16 of them."""
+    import attnlab
+
+    base = num_params(attnlab.create_model("resnet50"))
+    with_sge = num_params(attnlab.create_model("resnet50", attention="sge"))
+    assert with_sge - base == 16 * 2 * 64
+    assert round(with_sge / 1e6, 2) == round(base / 1e6, 2) == 25.56

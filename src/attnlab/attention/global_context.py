@@ -72,9 +72,7 @@ class GlobalContext(nn.Module):
         )
 
 
-@register_attention(
-    "gca", paper="GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", year=2019
-)
+@register_attention("gca", paper="GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", year=2019)
 class GlobalContextAdd(GlobalContext):
     """The Global Context block with additive fusion only, under timm's name ``gca`` (timm's
     ``GlobalContext(fuse_add=True, fuse_scale=False)``): ``y = x + transform(context)``, see

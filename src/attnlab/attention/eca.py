@@ -43,7 +43,8 @@ class EfficientChannelAttention(nn.Module):
     Global average pooling, then a bias-free 1D convolution of kernel ``k`` across the channel axis (local
     cross-channel interaction without dimensionality reduction), then a sigmoid:
     ``y = x * sigmoid(conv1d_k(avgpool(x)))``. ``k_size=None`` picks ``k = eca_kernel_size(channels, gamma, b)``;
-    the resolved value is ``self.k_size``. Parameters: k. The gate output is (N, C, 1, 1). ``inplace=True`` scales
+    the resolved value is ``self.k_size`` (timm's ``EcaModule`` also raises it to at least 3; equal from
+    channels=8 up). Parameters: k. The gate output is (N, C, 1, 1). ``inplace=True`` scales
     the input in place at inference (see :func:`apply_gate`).
     """
 

@@ -13,6 +13,7 @@ from . import (  # noqa: F401  (importing a family registers its modules)
     coord,
     cpca,
     eca,
+    ela,
     ema,
     fca,
     gam,
@@ -21,6 +22,7 @@ from . import (  # noqa: F401  (importing a family registers its modules)
     global_context,
     mca,
     nam,
+    non_local,
     psa,
     scsa,
     se,
@@ -28,6 +30,7 @@ from . import (  # noqa: F401  (importing a family registers its modules)
     sge,
     shuffle,
     simam,
+    splat,
     srm,
     triplet,
 )

@@ -1,4 +1,4 @@
-"""Convolutional Block Attention Module."""
+"""Convolutional Block Attention Module, and timm's light variant."""
 
 from __future__ import annotations
 
@@ -20,9 +20,22 @@ class CBAM(nn.Module):
     - spatial: ``Ms = sigmoid(BN(conv_kxk([max_c(x'); mean_c(x')])))`` on ``x' = x * Mc``; output of
       ``spatial_gate``, (N, 1, H, W). Channel order and the BN follow the official implementation.
     ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
+
+    Parameters: ``2*C*(C/r) + (C/r + C if bias) + k*k + 2``. The MLP has biases (``bias=True``) as the official
+    code's ``nn.Linear`` layers; timm's ``CbamModule`` leaves them out (``mlp_bias=False``; ``bias=False`` here),
+    puts the mean before the max in the spatial pooling (a permutation of the two input channels of the spatial
+    conv) and keeps BN's default momentum (the running statistics move faster; outputs are the same).
     """
 
-    def __init__(self, channels: int, *, reduction: float = 16, spatial_kernel: int = 7, inplace: bool = False):
+    def __init__(
+        self,
+        channels: int,
+        *,
+        reduction: float = 16,
+        spatial_kernel: int = 7,
+        bias: bool = True,
+        inplace: bool = False,
+    ):
         super().__init__()
         check_odd_kernel("spatial_kernel", spatial_kernel)
         self.channels = channels
@@ -30,7 +43,9 @@ class CBAM(nn.Module):
         self.spatial_kernel = spatial_kernel
         self.inplace = inplace
         hidden = reduced_channels(channels, reduction)
-        self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1))
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, bias=bias), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1, bias=bias)
+        )
         self.gate = nn.Sigmoid()
         self.spatial_conv = nn.Conv2d(2, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False)
         self.spatial_bn = nn.BatchNorm2d(1, momentum=0.01)
@@ -43,3 +58,52 @@ class CBAM(nn.Module):
         spatial = self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
         # x is now this module's own tensor, so the spatial gate may always go in place
         return apply_gate(x, spatial, inplace=True)
+
+
+@register_attention("lcbam", paper="CBAM: Convolutional Block Attention Module", year=2018)
+class LightCBAM(nn.Module):
+    """Light CBAM: timm's ``LightCbamModule``, an experiment of timm built on CBAM (Woo, Park, Lee, Kweon, "CBAM:
+    Convolutional Block Attention Module", ECCV 2018); the paper has no such variant. Each of CBAM's two poolings
+    is averaged before it is transformed, halving the work of both attentions:
+
+    - channel: ``Mc = sigmoid(MLP((avgpool(x) + maxpool(x)) / 2))``, one MLP ``C -> C/r -> C`` with ReLU, output
+      of ``gate``, (N, C, 1, 1);
+    - spatial: ``Ms = sigmoid(BN(conv_kxk((mean_c(x') + max_c(x')) / 2)))`` on ``x' = x * Mc``, a 1 -> 1 conv
+      without bias, output of ``spatial_gate``, (N, 1, H, W); ``y = x' * Ms``.
+
+    Parameters: ``2*C*(C/r) + (C/r + C if bias) + k*k + 2``. ``bias=True`` as attnlab's CBAM; timm's default is
+    ``mlp_bias=False`` (``bias=False`` here). ``inplace=True`` scales the input in place at inference (see
+    :func:`apply_gate`).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        reduction: float = 16,
+        spatial_kernel: int = 7,
+        bias: bool = True,
+        inplace: bool = False,
+    ):
+        super().__init__()
+        check_odd_kernel("spatial_kernel", spatial_kernel)
+        self.channels = channels
+        self.reduction = reduction
+        self.spatial_kernel = spatial_kernel
+        self.inplace = inplace
+        hidden = reduced_channels(channels, reduction)
+        self.mlp = nn.Sequential(
+            nn.Conv2d(channels, hidden, 1, bias=bias), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1, bias=bias)
+        )
+        self.gate = nn.Sigmoid()
+        self.spatial_conv = nn.Conv2d(1, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False)
+        self.spatial_bn = nn.BatchNorm2d(1)
+        self.spatial_gate = nn.Sigmoid()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.channels)
+        pooled = 0.5 * global_avg_pool(x) + 0.5 * global_max_pool(x)
+        x = apply_gate(x, self.gate(self.mlp(pooled)), self.inplace)
+        spatial = 0.5 * x.mean(1, keepdim=True) + 0.5 * x.amax(1, keepdim=True)
+        # x is now this module's own tensor, so the spatial gate may always go in place
+        return apply_gate(x, self.spatial_gate(self.spatial_bn(self.spatial_conv(spatial))), inplace=True)

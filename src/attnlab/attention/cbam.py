@@ -61,7 +61,7 @@ class CBAM(nn.Module):
 
 
 @register_attention("lcbam", paper="CBAM: Convolutional Block Attention Module", year=2018)
-class LightCBAM(nn.Module):
+class LightCBAM(CBAM):
     """Light CBAM: timm's ``LightCbamModule``, an experiment of timm built on CBAM (Woo, Park, Lee, Kweon, "CBAM:
     Convolutional Block Attention Module", ECCV 2018); the paper has no such variant. Each of CBAM's two poolings
     is averaged before it is transformed, halving the work of both attentions:
@@ -76,29 +76,11 @@ class LightCBAM(nn.Module):
     :func:`apply_gate`).
     """
 
-    def __init__(
-        self,
-        channels: int,
-        *,
-        reduction: float = 16,
-        spatial_kernel: int = 7,
-        bias: bool = True,
-        inplace: bool = False,
-    ):
-        super().__init__()
-        check_odd_kernel("spatial_kernel", spatial_kernel)
-        self.channels = channels
-        self.reduction = reduction
-        self.spatial_kernel = spatial_kernel
-        self.inplace = inplace
-        hidden = reduced_channels(channels, reduction)
-        self.mlp = nn.Sequential(
-            nn.Conv2d(channels, hidden, 1, bias=bias), nn.ReLU(inplace=True), nn.Conv2d(hidden, channels, 1, bias=bias)
-        )
-        self.gate = nn.Sigmoid()
-        self.spatial_conv = nn.Conv2d(1, 1, spatial_kernel, padding=spatial_kernel // 2, bias=False)
+    def __init__(self, channels: int, **kwargs):
+        super().__init__(channels, **kwargs)
+        # the pooled maps are averaged into one, so the spatial conv takes 1 channel; timm's default BN momentum
+        self.spatial_conv = nn.Conv2d(1, 1, self.spatial_kernel, padding=self.spatial_kernel // 2, bias=False)
         self.spatial_bn = nn.BatchNorm2d(1)
-        self.spatial_gate = nn.Sigmoid()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)

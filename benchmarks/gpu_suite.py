@@ -33,9 +33,10 @@ On the device machine the data must travel with the repository (../shared does n
 carries cifar10 instead. Results come back as at most 8 files, so pack them:
 ``tar -C benchmarks/results -czf $OUT/gpu.tar.gz gpu``.
 
-Wall-time estimate on one H200 (seconds; see ESTIMATE below for the sums and the measurements behind them):
-(a) 75, (b) eager 60, (c) 330, (b) compiled 110, (d) what remains of 540 (about 0 to 20 minus a 15 s report).
-The estimate is only as good as its assumptions: the first GPU run replaces it with measured times (README.md).
+Wall-time estimate on one H200 (seconds; ESTIMATE below gives the sums, the measurements and the assumptions):
+(a) 75 + (b) eager 60 + (c) 330 = 465 of the 540 s budget; the compiled table (110) runs only when (c) ends
+sooner than estimated, and (d) gets what is left (~60 s: the CIFAR decode and a first AlexNet epoch), continued
+by a rerun on the same machine. The first GPU run replaces these guesses with measured times (README.md).
 """
 
 from __future__ import annotations
@@ -134,30 +135,41 @@ class Scale:
     estimate_s: dict[str, float]  # per phase, to skip what cannot fit
 
 
-# Wall time of each phase on one H200 with 16 cores, from (1) measurements on this project's CPU machine (nice'd,
-# 1 thread) and (2) published H200 figures: 989 TFLOP/s dense bf16, 4.8 TB/s HBM3e, about 790 TFLOP/s measured
-# on a bf16 matmul there (.library/device KINDS.md), and for ResNet-50 training in PyTorch (bf16,
-# channels_last, eager) about 3000 img/s at batch 256 on an H100-class GPU (NVIDIA DeepLearningExamples report
-# about 2,700 img/s on an A100 with AMP; an H100/H200 is 1.5-2x that on convnets). Details in gpu_suite_estimate.md.
+# Wall time of each phase on one H200 with 16 cores (seconds). Sources: (1) benchmarks/results/
+# gpu_suite_cpu_measure.md, measured on this project's 2-core CPU machine (shared, nice'd, 1 thread): JPEG decode
+# 1.8 ms per flowers image at 224 px, 0.9 at 64 px, 0.5 per CIFAR image at 130 px; one ResNet-50 / SE / ECA
+# training step at batch 32 dispatches about 850 / 1200 / 1050 non-view aten operations (kernels); one epoch's
+# checkpoints of a ResNet-50 run are 360 MB (resume state with Adam + last weights; + best when it improves),
+# written in 0.9 s to /dev/shm and 2.6 s to the disk with fsync here. (2) Published figures: the H200 does about
+# 790 TFLOP/s on a bf16 matmul and 4.3 TB/s device copies (measured there, .library/device/KINDS.md; datasheet
+# 989 TFLOP/s, 4.8 TB/s). Assumptions: eager PyTorch costs 5-15 us of host time per operation, so one batch-32
+# ResNet-50 process is host-bound at ~10 ms a step (~3000 img/s) whatever the GPU; a ResNet-50 training image is
+# 24.6 GFLOP (3 x 8.2), so batch 32 is 0.79 TFLOP, ~2.5 ms at 40% of the matmul rate plus ~2 ms of memory-bound
+# BatchNorm/ReLU/gating traffic, and small kernels waste SMs: ~6 ms of GPU per step, i.e. ~5000 img/s if the GPU
+# were always busy. Several processes time-share the GPU (without MPS their kernels do not overlap), so the
+# estimate takes 3000-3500 img/s for the 9 flowers runs together. Each ESTIMATE decides whether a phase starts.
 ESTIMATE = {
-    # process-internal imports, cuDNN set-up, one compile of a small model (~30 s), a 1-epoch flowers run, the
-    # flowers decode at 64 px (1360 JPEGs; measured 6.6 ms each on one core -> ~1 s on 16), ONNX export, analyses
+    # imports and CUDA/cuDNN set-up in this process (~10 s), the 64 px flowers decode (1360 JPEGs x 0.9 ms on 16
+    # workers: <1 s), a 1-epoch eca_resnet20 run with torch.compile (inductor, fwd+bwd, ~30 s cold), eval, predict,
+    # ONNX export (~10 s), the two analyses, a 2-run compare (~10 s), a tiny bench and the sync check (~10 s)
     "smoke": 75.0,
-    # 9 models x (warm-up 3 + 5 rounds x 2 iters) x (train ~90 ms + infer ~30 ms at batch 256) + cuDNN autotuning
+    # one process (~10 s to start), 9 models (5 ours + 4 timm twins, EPSANet has none) x (3 warm-up + 5 rounds x 2
+    # iterations) x (a training step ~85 ms + an inference ~25 ms at batch 256) = 13 s, + memory probes and cuDNN
+    # autotuning per model (~3 s each)
     "bench-eager": 60.0,
-    # 9 runs x 100 epochs x 1088 images = 979k training images at ~3000 img/s for the 9 processes together
-    # (batch 32 cannot fill the GPU from one process; 9 time-sliced ones can) = 326 s, + 9 x 100 evaluations of
-    # 272 images (245k images at ~15k img/s) = 16 s, + checkpoints (0.5 GB per run-epoch into /dev/shm at
-    # ~3 GB/s, 17 s per run, overlapped by the other processes), + start-up 10 s; - the 224 px decode beforehand
-    # (1360 JPEGs, 11 ms each on one core -> ~1-2 s on 16 workers)
+    # 9 runs x 100 epochs x 1088 images = 979k training images at 3000-3500 img/s for the 9 processes together =
+    # 280-326 s, + 9 x 100 evaluations of 272 images (245k images, inference at ~3x the rate) = ~25 s, + start-up
+    # and the 224 px decode before it (1360 x 1.8 ms on 16 workers: <1 s) ~10 s; the checkpoints (0.36-0.46 GB per
+    # run-epoch into /dev/shm, ~0.4 s at ~1 GB/s on a free core: ~40 s per run) overlap the other runs' GPU time
     "flowers17": 330.0,
-    # 3 models x 2 graphs (train, eval) x ~15 s inductor compile on 16 cores + timing
+    # 3 models x 2 graphs (training, inference) x ~15 s of inductor compile on 16 cores, + timing as above
     "bench-compiled": 110.0,
-    # CIFAR-10 decode (60k JPEGs, 0.3 ms each -> ~2 s on 16 workers, 3 GB cache at 130 px); AlexNet at 128 px:
-    # 6 runs x 50 epochs x 50k = 15M images at ~25k img/s = 600 s: continued by later runs
+    # CIFAR-10 decode (60k JPEGs x 0.5 ms on 16 workers: ~2 s, a 3 GB cache at 130 px), then AlexNet at 128 px:
+    # 6 runs x 50 epochs x 50k images = 15M images at ~25k img/s (~0.3 GFLOP a training image, host-bound at
+    # batch 128) = ~600 s: a 9-minute run only starts it; a rerun with the same --work continues it
     "cifar10-alexnet": 600.0,
     # 6 runs x 10 epochs x 50k at 224 px (resized on the GPU from the 32 px cache) = 3M ResNet-50-class images
-    # at ~3000 img/s = 1000 s
+    # at ~3000 img/s = ~1000 s
     "cifar10-epsanet": 1000.0,
 }
 
@@ -500,7 +512,10 @@ class Suite:
                 tail = (self.results / record.log).read_text()[-3000:]
                 self.phase("smoke", "FAILED", start, f"`{name}` exited {record.code}:\n\n```\n{tail}\n```")
                 return False
-        self.phase("smoke", "passed", start, self.sync_check())
+        sync = self.sync_check()
+        if torch.cuda.is_initialized():
+            torch.cuda.empty_cache()  # the smoke test's memory goes back to the runs that follow
+        self.phase("smoke", "passed", start, sync)
         return True
 
     def sync_check(self) -> str:
@@ -514,18 +529,20 @@ class Suite:
             out=str(self.work / "smoke" / "sync-check"),
             **{k: v for k, v in self.scale.overrides.items() if k in ("device", "amp", "channels_last")},
         )
-        trainer = Trainer(config)
-        trainer.train_epoch(0)  # cuDNN autotuning and first-call set-up happen here
-        if trainer.device.type != "cuda":
-            return "sync check: CUDA only (skipped on the CPU)"
-        torch.cuda.synchronize()
-        with warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always")
-            torch.cuda.set_sync_debug_mode("warn")
-            try:
-                trainer.train_epoch(1)
-            finally:
-                torch.cuda.set_sync_debug_mode("default")
+        log = self.logs / "smoke-sync-check.log"
+        with log.open("w") as f, contextlib.redirect_stdout(f), contextlib.redirect_stderr(f):  # no progress bar
+            trainer = Trainer(config)
+            trainer.train_epoch(0)  # cuDNN autotuning and first-call set-up happen here
+            if trainer.device.type != "cuda":
+                return "sync check: CUDA only (skipped on the CPU)"
+            torch.cuda.synchronize()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                torch.cuda.set_sync_debug_mode("warn")
+                try:
+                    trainer.train_epoch(1)
+                finally:
+                    torch.cuda.set_sync_debug_mode("default")
         syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
         steps = len(trainer.train_batches)
         kinds = sorted(set(syncs))[:5]
@@ -641,7 +658,9 @@ class Suite:
             f"{env['torchvision']}, timm {env['timm']}, attnlab {env['attnlab']}, git {env['git_commit']}.",
             f"- Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`; started {env['time']}; budget "
             f"{self.end - self.start:.0f} s, {time.monotonic() - self.start:.0f} s used so far.",
-            "- nvidia-smi: see environment.txt.",
+            f"- Work folder (runs, checkpoints, caches): {self.work}"
+            + ("" if str(self.work).startswith("/dev/shm") else " (not /dev/shm: checkpoint writes may be slow)")
+            + "; nvidia-smi: environment.txt.",
             "",
             "## Phases",
             "",
@@ -727,7 +746,7 @@ def make_tiny_data(root: Path) -> None:
 def default_work() -> Path:
     """/dev/shm when it has room for the runs' checkpoints (no fsync to a disk per epoch), else runs/."""
     shm = Path("/dev/shm")
-    if shm.is_dir() and shutil.disk_usage(shm).free > 32 * 2**30:
+    if shm.is_dir() and shutil.disk_usage(shm).free > 20 * 2**30:  # peak use: ~16 GB with (d)
         return shm / "attnlab-gpu-suite"
     return REPO / "runs" / "gpu-suite"
 

@@ -43,7 +43,8 @@ def test_dry_run_runs_every_phase_and_reports_them(tmp_path):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     readme = (tmp_path / "results" / "README.md").read_text()
     phases = ["smoke", "bench-eager", "flowers17", "bench-compiled", "cifar10-alexnet", "cifar10-epsanet"]
-    rows = [line.split("|")[1:3] for line in readme.splitlines() if line.startswith("| ")]
+    table = readme[readme.index("## Phases") : readme.index("## ", readme.index("## Phases") + 1)]
+    rows = [line.split("|")[1:3] for line in table.splitlines()[4:] if line.startswith("| ")]
     statuses = {name.strip(): status.strip() for name, status in rows}
     assert [statuses.get(phase) for phase in phases] == ["passed"] + ["done"] * 5, readme
     assert "sync check: CUDA only" in readme

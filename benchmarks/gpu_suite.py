@@ -28,10 +28,19 @@ fsync would make the bottleneck. The results folder (no weights) gets README.md 
 command with exit code and wall time, the summary next to the seeds' published numbers), the logs, the bench
 tables and compare's reports.
 
-On the device machine the data must travel with the repository (../shared does not): flowers17 is 61 MB of the
-64 MiB a call may carry, so one call carries flowers17 and (d) is skipped for want of CIFAR-10 unless a call
-carries cifar10 instead. Results come back as at most 8 files, so pack them:
-``tar -C benchmarks/results -czf $OUT/gpu.tar.gz gpu``.
+On the device machine (one ``run`` call with timeout_s 600) the data must travel inside the repository
+(../shared stays behind), and flowers17 (61 MB) nearly fills the 64 MiB a call may carry: CIFAR-10 cannot come
+along, so (d) reports "no data" unless another call carries cifar10 instead. Here, before the call:
+
+    mkdir -p .gpu-data && cp -r ../shared/data/flowers17 .gpu-data/ && echo /.gpu-data/ >> .git/info/exclude
+
+then run, with carry [".gpu-data"] (results come back as at most 8 files, hence the tarball):
+
+    PYTHONPATH=src PYTHONUNBUFFERED=1 timeout -k 20 570 python3 benchmarks/gpu_suite.py --data-root .gpu-data \\
+        --results /tmp/gpu; tar -C /tmp -czf $OUT/gpu.tar.gz gpu
+
+Resume states (90-300 MB a run) cannot come back from the machine (16 MiB a file), so stopped runs continue only
+in a later call on the same, still warm machine (same --work); a fresh machine starts them again.
 
 Wall-time estimate on one H200 (seconds; ESTIMATE below gives the sums, the measurements and the assumptions):
 (a) 75 + (b) eager 60 + (c) 330 = 465 of the 540 s budget; the compiled table (110) runs only when (c) ends
@@ -48,6 +57,7 @@ import os
 import shlex
 import shutil
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -74,7 +84,7 @@ from attnlab.cli import main as attnlab_main
 from attnlab.engine.batches import splits_for
 from attnlab.engine.config import resolve_config
 from attnlab.engine.trainer import Trainer
-from attnlab.utils import environment, markdown_table
+from attnlab.utils import environment, markdown_table, now
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -271,6 +281,18 @@ def command(name: str, **values) -> list[str]:
     return shlex.split(COMMANDS[name].format(**quoted))
 
 
+def listen_to_sigint() -> None:
+    """In a child before exec: SIGINT raises KeyboardInterrupt there even when this process ignores it (as a
+    background job of a non-interactive shell does; Python leaves an inherited SIG_IGN alone)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
+def read_history(run_dir: Path) -> list[dict]:
+    """The metrics rows of a run's committed epochs."""
+    path = run_dir / "metrics.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+
+
 def count_lines(path: Path) -> int:
     try:
         return path.read_text().count("\n")
@@ -311,7 +333,11 @@ class Job:
             f.write(f"$ attnlab {shlex.join(self.argv)}\n")
             f.flush()
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "attnlab.cli", *self.argv], env=env, stdout=f, stderr=subprocess.STDOUT
+                [sys.executable, "-m", "attnlab.cli", *self.argv],
+                env=env,
+                stdout=f,
+                stderr=subprocess.STDOUT,
+                preexec_fn=listen_to_sigint,
             )
         self.status = "running"
 
@@ -371,7 +397,7 @@ def run_jobs(jobs: list[Job], *, deadline: float, scale: Scale, env: dict, logs:
             job.stop(time.monotonic())
         for job in running:
             with contextlib.suppress(subprocess.TimeoutExpired):
-                job.process.wait(60)
+                job.process.wait(15)
             job.poll(time.monotonic(), deadline, scale.grace_s)
         raise
 
@@ -397,7 +423,7 @@ class Suite:
         self.args, self.scale = args, scale
         self.results, self.work = Path(args.results), Path(args.work)
         self.logs = self.results / "logs"
-        self.start = time.monotonic()
+        self.start, self.started_at = time.monotonic(), now()
         self.end = self.start + (args.budget or scale.budget_s)
         self.records: list[Record] = []
         self.phases: list[dict] = []
@@ -596,11 +622,13 @@ class Suite:
         logs = self.logs / phase
         logs.mkdir(exist_ok=True)
         todo = [job for job in jobs if job.status == "waiting"]
-        run_jobs(todo, deadline=self.end - self.scale.report_s, scale=self.scale, env=self.env, logs=logs)
-        for job in todo:
-            log = f"logs/{phase}/{job.run_dir.name}.log"
-            self.records.append(Record(phase, job.run_dir.name, job.argv, job.code, job.wall_s, log, job.status))
-        self.report_comparison(phase, spec, jobs, start)
+        try:
+            run_jobs(todo, deadline=self.end - self.scale.report_s, scale=self.scale, env=self.env, logs=logs)
+        finally:  # also when interrupted: the runs were stopped at an epoch boundary or resume from the last one
+            for job in todo:
+                log = f"logs/{phase}/{job.run_dir.name}.log"
+                self.records.append(Record(phase, job.run_dir.name, job.argv, job.code, job.wall_s, log, job.status))
+            self.report_comparison(phase, spec, jobs, start)
 
     def warm_cache(self, spec: CompareConfig) -> None:
         """Decode the images once (DataLoader workers on every core) before the runs start together: else each
@@ -613,35 +641,64 @@ class Suite:
                 images.cache  # noqa: B018 (decodes and writes the cache file)
 
     def report_comparison(self, phase: str, spec: CompareConfig, jobs: list[Job], start: float) -> None:
-        rows = []
-        for job in jobs:
-            history = (
-                [json.loads(line) for line in (job.run_dir / "metrics.jsonl").read_text().splitlines()]
-                if (job.run_dir / "metrics.jsonl").is_file()
-                else []
-            )
-            rows.append(
+        """Per run and per model (mean ± std over seeds of what the runs reached) next to the published numbers;
+        compare's report.md and plots once every run has an epoch."""
+        histories = {job.run_dir: read_history(job.run_dir) for job in jobs}
+        runs = [
+            [
+                job.label,
+                str(job.seed),
+                f"{len(h)}/{job.epochs}",
+                f"{100 * h[-1]['val_acc']:.2f}" if h else "-",
+                f"{100 * max(r['val_acc'] for r in h):.2f}" if h else "-",
+                f"{statistics.median(r['train_images_per_s'] for r in h):.0f}" if h else "-",
+                f"{job.wall_s:.0f}",
+                job.status,
+            ]
+            for job, h in ((job, histories[job.run_dir]) for job in jobs)
+        ]
+        models, baseline = [], None
+        for entry in spec.models:
+            runs_of = [histories[job.run_dir] for job in jobs if job.label == entry.label and histories[job.run_dir]]
+            best = [100 * max(r["val_acc"] for r in h) for h in runs_of]
+            mean = statistics.fmean(best) if best else None
+            baseline = mean if entry is spec.models[0] else baseline
+            models.append(
                 [
-                    job.label,
-                    str(job.seed),
-                    f"{len(history)}/{job.epochs}",
-                    f"{100 * history[-1]['val_acc']:.2f}" if history else "-",
-                    f"{100 * max(r['val_acc'] for r in history):.2f}" if history else "-",
-                    f"{sorted(r['train_images_per_s'] for r in history)[len(history) // 2]:.0f}" if history else "-",
-                    f"{job.wall_s:.0f}",
-                    job.status,
+                    entry.label,
+                    str(len(best)),
+                    ", ".join(str(len(h)) for h in runs_of) or "-",
+                    "-" if mean is None else f"{mean:.2f} ± {statistics.stdev(best) if len(best) > 1 else 0:.2f}",
+                    "-" if mean is None or baseline is None else f"{mean - baseline:+.2f}",
                 ]
             )
-        head = ["model", "seed", "epochs", "val acc", "best val acc", "train img/s", "wall s", "status"]
-        text = f"## {phase}\n\nPublished (the seed): {PUBLISHED[phase]}.\n\n" + markdown_table(head, rows) + "\n"
-        finished = all(count_lines(job.run_dir / "metrics.jsonl") >= 1 for job in jobs)
-        if finished:  # compare's report (mean ± std over seeds, plots) of what the runs reached
-            report = summarise(spec)
-            write_report(report, self.results / phase, preamble=f"Runs in {spec.out}; epochs reached: see README.\n\n")
-            text += f"\nCompare's report: [{phase}/report.md]({phase}/report.md)\n"
+        text = "\n".join(
+            [
+                f"## {phase}",
+                "",
+                f"Published (the seed): {PUBLISHED[phase]}.",
+                "",
+                markdown_table(
+                    ["model", "seeds", "epochs reached", "best val acc %", f"Δ vs {spec.models[0].label}"], models
+                ),
+                "",
+                markdown_table(
+                    ["model", "seed", "epochs", "val acc", "best val acc", "train img/s", "wall s", "status"], runs
+                ),
+                "",
+            ]
+        )
+        if all(histories.values()):
+            try:
+                write_report(
+                    summarise(spec), self.results / phase, preamble=f"Runs in {spec.out} (see ../README.md).\n\n"
+                )
+                text += f"\nCompare's report (last-epoch accuracies, plots): [{phase}/report.md]({phase}/report.md)\n"
+            except (ValueError, OSError, KeyError) as err:
+                text += f"\nCompare's report failed: {type(err).__name__}: {err}\n"
         self.sections.append(text)
         statuses = [job.status for job in jobs]
-        failed = [s for s in statuses if s.startswith("FAILED")]
+        failed = any(s.startswith("FAILED") for s in statuses)
         status = "FAILED" if failed else "done" if all(s.startswith("done") for s in statuses) else "partial"
         self.phase(phase, status, start, f"{len(jobs)} runs, logs in logs/{phase}/")
 
@@ -656,7 +713,7 @@ class Suite:
             f"- Hardware: {env['hardware']} ({env['device']}), {env['cpu_cores']} CPU cores; Python {env['python']}, "
             f"torch {env['torch']} (CUDA {torch.version.cuda}, cuDNN {torch.backends.cudnn.version()}), torchvision "
             f"{env['torchvision']}, timm {env['timm']}, attnlab {env['attnlab']}, git {env['git_commit']}.",
-            f"- Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`; started {env['time']}; budget "
+            f"- Command: `{shlex.join([Path(sys.executable).name, *sys.argv])}`; started {self.started_at}; budget "
             f"{self.end - self.start:.0f} s, {time.monotonic() - self.start:.0f} s used so far.",
             f"- Work folder (runs, checkpoints, caches): {self.work}"
             + ("" if str(self.work).startswith("/dev/shm") else " (not /dev/shm: checkpoint writes may be slow)")

@@ -17,6 +17,10 @@ Phases, in order, each against the budget's clock (a phase that does not fit wha
     ResNet-50, SE-ResNet-50, ECA-ResNet-50): the 9 runs train at once as 9 processes on the one GPU.
 (d) configs/compare/cifar10-alexnet.yaml, then cifar10-epsanet.yaml, until the budget ends.
 
+The training runs are eager (bf16, channels_last): torch.compile would cost each of the 9 flowers processes a
+cold compile of ResNet-50 forward and backward (~40-60 s), more than it can save on their 3400 host-bound steps
+(~10 ms each); it may pay for the long (d) runs, which the first GPU measurements should decide.
+
 Training runs are ``attnlab train`` processes in compare's layout (``WORK/<phase>/runs/LABEL-sSEED``). Each is
 stopped at an epoch boundary when its next epoch would end after the deadline: the suite watches metrics.jsonl
 (written last when an epoch is committed) and sends SIGINT right after a new row, so nothing is lost (the CLI
@@ -238,15 +242,11 @@ DRY = Scale(
     estimate_s={},
 )
 
-# The comparisons, in order: (phase, compare config, data folder under --data-root, extra overrides for speed
-# that do not change what is computed beyond rounding)
+# The comparisons, in order: (phase, compare config, data folder under --data-root)
 COMPARISONS = [
-    ("flowers17", "configs/compare/flowers17-resnet50.yaml", "flowers17", {}),
-    ("cifar10-alexnet", "configs/compare/cifar10-alexnet.yaml", "cifar10", {}),
-    # the recipe resizes the 32 px images to 224: caching them at 32 px and resizing on the GPU (bilinear, as
-    # PIL's upscaling) keeps 60k images in 184 MB instead of 9 GB decoded again every epoch on the CPU; the
-    # only difference is that the 224 px pixels are no longer rounded to uint8
-    ("cifar10-epsanet", "configs/compare/cifar10-epsanet.yaml", "cifar10", {"cache_size": 32}),
+    ("flowers17", "configs/compare/flowers17-resnet50.yaml", "flowers17"),
+    ("cifar10-alexnet", "configs/compare/cifar10-alexnet.yaml", "cifar10"),
+    ("cifar10-epsanet", "configs/compare/cifar10-epsanet.yaml", "cifar10"),
 ]
 
 # The seeds' published numbers (../shared/REFERENCES.md), shown next to ours.
@@ -587,7 +587,7 @@ class Suite:
         status = "done" if record.code == 0 else f"FAILED ({record.note or f'exit {record.code}'})"
         self.phase(name, status, start, f"log {record.log}")
 
-    def comparison(self, phase: str, config_file: str, data: str, extra: dict) -> None:
+    def comparison(self, phase: str, config_file: str, data: str) -> None:
         """(c) and (d): the runs of one compare config, several processes at once, until the deadline."""
         start = time.monotonic()
         data_dir = self.data_root / data
@@ -596,9 +596,7 @@ class Suite:
             return
         spec = load_compare_config(REPO / config_file)
         spec.out = str(self.work / phase)
-        spec.overrides.update(
-            {**extra, **self.scale.overrides, "data": str(data_dir), "cache_dir": str(self.work / "cache")}
-        )
+        spec.overrides.update({**self.scale.overrides, "data": str(data_dir), "cache_dir": str(self.work / "cache")})
         if self.scale.models:
             spec.models = parse_models(self.scale.models[phase])
         spec.seeds = self.scale.seeds or spec.seeds

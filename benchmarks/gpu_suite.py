@@ -353,9 +353,12 @@ class Job:
         if code is not None:
             self.wall_s = now - self.started
             done = self.epochs_done
-            self.status = {0: "done", 130: f"stopped after epoch {done}/{self.epochs} (resumable)"}.get(
-                code, f"FAILED (exit {code}) after epoch {done}/{self.epochs}"
-            )
+            if code == 0:
+                self.status = "done"
+            elif self.interrupted_at is not None:  # 130, or killed when SIGINT did not end it in time
+                self.status = f"stopped after epoch {done}/{self.epochs} (resumable{'' if code == 130 else ', killed'})"
+            else:
+                self.status = f"FAILED (exit {code}) after epoch {done}/{self.epochs}"
             wall_file = self.run_dir / WALL_TIME_FILE  # as compare keeps it, so its report shows wall s/run
             if self.run_dir.is_dir():
                 before = json.loads(wall_file.read_text())["wall_seconds"] if wall_file.is_file() else 0.0
@@ -396,8 +399,11 @@ def run_jobs(jobs: list[Job], *, deadline: float, scale: Scale, env: dict, logs:
         for job in running:
             job.stop(time.monotonic())
         for job in running:
-            with contextlib.suppress(subprocess.TimeoutExpired):
+            try:
                 job.process.wait(15)
+            except subprocess.TimeoutExpired:
+                job.process.kill()
+                job.process.wait()
             job.poll(time.monotonic(), deadline, scale.grace_s)
         raise
 
@@ -572,8 +578,10 @@ class Suite:
         syncs = [str(w.message).splitlines()[0] for w in caught if "synchroniz" in str(w.message)]
         steps = len(trainer.train_batches)
         kinds = sorted(set(syncs))[:5]
-        return f"sync check: {len(syncs)} host-device syncs in one epoch of {steps} steps" + (
-            f" (first kinds: {'; '.join(kinds)})" if kinds else ""
+        return (
+            f"sync check: {len(syncs)} host-device syncs in one epoch of {steps} steps (reading the epoch's sums "
+            f"takes a few; a sync per step would show as >= {steps})"
+            + (f" (first kinds: {'; '.join(kinds)})" if kinds else "")
         )
 
     def bench(self, name: str) -> None:

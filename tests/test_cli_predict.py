@@ -81,7 +81,7 @@ def test_predict_writes_json_and_csv_for_files_folders_and_globs(run, photos, ca
     assert main(argv) == 0
     table = capsys.readouterr().out
     paths = [str(photos / p) for p in ("one/e.png", "photos/a.png", "photos/b.jpg", "photos/sub/c.png")]
-    assert [line.split()[0] for line in table.splitlines()] == paths
+    assert [line.split()[0] for line in table.splitlines()] == [path + ":" for path in paths]
     report = json.loads(out_json.read_text())
     assert report["model"] == "resnet20" and report["classes"] == ["blue", "green", "red"]
     assert [row["path"] for row in report["predictions"]] == paths

@@ -179,8 +179,9 @@ def predictions_csv(predictions: Sequence[Prediction]) -> str:
 
 def predictions_table(predictions: Sequence[Prediction]) -> str:
     """One readable line per image: its path and top-k classes with probabilities."""
-    width = max(len(p.path) for p in predictions)
+    width = max(len(p.path) for p in predictions) + 1
     return "\n".join(
-        f"{p.path:<{width}}  " + ("  ".join(f"{name} {prob:.3f}" for name, prob in p.top) or f"(unreadable: {p.error})")
+        f"{p.path + ':':<{width}}  "
+        + ("  ".join(f"{name} {prob:.3f}" for name, prob in p.top) or f"(unreadable: {p.error})")
         for p in predictions
     )

@@ -152,6 +152,7 @@ CASES = [
     ("resume-list-config", lambda p: ["train", "--resume", p["list_config"]], "must hold a YAML mapping"),
     ("resume-typed-config", lambda p: ["train", "--resume", p["typed_config"]], "epochs must be an integer"),
     ("resume-and-overwrite", lambda p: ["train", "--resume", p["run"], "--overwrite"], "give one of them"),
+    ("resume-and-config", lambda p: ["train", "--resume", p["run"], "--config", p["list.yaml"]], "start new runs"),
     # data
     ("data-missing", lambda p: train(p, "--data", p["root"] + "/nope"), "nope"),
     ("data-empty", lambda p: train(p, "--data", p["empty"]), "empty"),

@@ -202,8 +202,10 @@ def config_overrides(args: argparse.Namespace, exclude: Collection[str]) -> dict
     return {name: value for name, value in values.items() if value is not None}
 
 
-def recipe_help(default: str) -> str:
-    return f"the preset to start from: {', '.join(list_recipes())} or a YAML file of its fields (default: {default})"
+def recipe_help(default: str | None = None) -> str:
+    """--recipe's help; ``default`` describes what a missing --recipe means (None: its shown default)."""
+    text = f"the preset to start from: {', '.join(list_recipes())} or a YAML file of its fields"
+    return text + (f" (default: {default})" if default else "")
 
 
 def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
@@ -224,6 +226,8 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.resume:
         if args.overwrite:
             raise ValueError("--resume continues a run and --overwrite replaces it; give one of them")
+        if args.config or args.recipe:
+            raise ValueError("--resume continues a run with its own config.yaml; --config and --recipe start new runs")
         config = config_from_run(args.resume, **overrides)
         changed = {k: v for k, v in overrides.items() if getattr(config_from_run(args.resume), k) != v}
         if changed:
@@ -253,17 +257,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )
     amp_dtype = resolve_amp(args.amp, device)
+    precision = str(amp_dtype).removeprefix("torch.") if amp_dtype else "float32"
     result = evaluate(model, batches.epoch(0), len(metadata["classes"]), device, amp_dtype=amp_dtype)
     report = {
         "checkpoint": str(args.run),
         "data": batches.images.name,
+        "precision": precision,
         **result.to_dict(metadata["classes"]),
         "environment": environment(device),
     }
     print(
         f"top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  loss {result.loss:.4f}  "
         f"{result.images} images  {result.images_per_s:.0f} images/s (batch {args.batch_size}, {device}, "
-        f"{amp_dtype or 'fp32'})"
+        f"{precision})"
     )
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:<24} {acc:.4f}")
@@ -600,11 +606,7 @@ def build_parser() -> argparse.ArgumentParser:
     sweep_help = "ECA kernel-size sweep: train with fixed k and with the adaptive k, plot accuracy vs k (resumable)"
     q = analyze.add_parser("kernel-sweep", help=sweep_help, description=sweep_help)
     q.set_defaults(func=cmd_analyze_kernel_sweep)
-    q.add_argument(
-        "--recipe",
-        default=DEFAULT_RECIPE,
-        help=recipe_help(DEFAULT_RECIPE).removesuffix(f" (default: {DEFAULT_RECIPE})"),
-    )
+    q.add_argument("--recipe", default=DEFAULT_RECIPE, help=recipe_help())
     q.add_argument("--model", default="eca_resnet20", help="an ECA model")
     q.add_argument("--k", type=comma_list(int), default="3,5,7,9", help="comma-separated fixed kernel sizes")
     add_seed_flags(q, seed_default=0, seeds_default=1)

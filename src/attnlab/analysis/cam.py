@@ -198,9 +198,10 @@ def cam_panel(
 
 
 def plot_cams(panels: Sequence[CamPanel], path: str | Path, names: Sequence[str] | None = None) -> Path:
-    """One row per image: the image (as the first model saw it), then each model's heat map over its input."""
+    """One row per image: the image (as the first model saw it), then each model's heat map over its input, titled
+    with the model, the explained module and the predicted class."""
     n, cols = len(panels[0].images), 1 + len(panels)
-    fig = new_figure(2.6 * cols, 2.8 * n)
+    fig = new_figure(2.6 * cols, 3.0 * n)
     axes = fig.subplots(n, cols, squeeze=False)
     for i in range(n):
         axes[i, 0].imshow(panels[0].images[i].numpy())
@@ -208,7 +209,7 @@ def plot_cams(panels: Sequence[CamPanel], path: str | Path, names: Sequence[str]
         for ax, panel in zip(axes[i, 1:], panels):
             ax.imshow(panel.images[i].numpy())
             ax.imshow(panel.maps[i].cpu().numpy(), cmap="jet", alpha=0.45, vmin=0, vmax=1)
-            ax.set_title(f"{panel.title} ({panel.layer})\n{panel.captions[i]}", fontsize=8)
+            ax.set_title(f"{panel.title}\n{panel.layer}\n{panel.captions[i]}", fontsize=8)
     for ax in axes.flat:
         ax.axis("off")
     path = Path(path)

@@ -35,7 +35,8 @@ SCORECAM_BATCH_SIZE = 4
 
 
 def cam_class(method: str) -> type:
-    """The grad-cam class of ``method`` (one of :data:`CAM_METHODS`); ValueError when grad-cam is not installed."""
+    """The grad-cam class of ``method`` (one of :data:`CAM_METHODS`); ValueError for another name or when grad-cam
+    is not installed."""
     if method not in CAM_METHODS:
         raise unknown_name_error("CAM method", method, list(CAM_METHODS))
     try:
@@ -61,7 +62,7 @@ def _output_shapes(model: nn.Module, layers: dict[str, nn.Module], image: torch.
     return calls
 
 
-def is_spatial(shape: tuple) -> bool:
+def _is_spatial(shape: tuple) -> bool:
     """Whether ``shape`` is that of an (N, C, h, w) map with more than one position."""
     return len(shape) == 4 and shape[2] * shape[3] > 1
 
@@ -70,7 +71,7 @@ def last_conv_stage(model: nn.Module, images: torch.Tensor) -> str:
     """For a model without ``feature_info``: the name of the last top-level child (in execution order) whose
     output is a spatial map larger than 1x1 (``layer4`` of a torchvision ResNet, ``features`` of its MobileNet)."""
     calls = _output_shapes(model, dict(model.named_children()), images[:1])
-    maps = [name for name, shape in calls if is_spatial(shape)]
+    maps = [name for name, shape in calls if _is_spatial(shape)]
     if not maps:
         raise ValueError(
             f"no top-level module of {type(model).__name__} outputs a spatial map larger than 1x1 for "
@@ -107,7 +108,7 @@ def cam_target_layer(model: nn.Module, images: torch.Tensor, target: str = "stag
             f"{children[-1] if children else 'layer3'} (its top-level modules are {children})"
         ) from None
     shapes = [shape for _, shape in _output_shapes(model, {name: layer}, images[:1])]
-    if len(shapes) != 1 or not is_spatial(shapes[0]):
+    if len(shapes) != 1 or not _is_spatial(shapes[0]):
         raise ValueError(
             f"{name} ({type(layer).__name__}) must run once per forward pass and output a spatial (N, C, h, w) map "
             f"larger than 1x1; it gave {shapes} for {tuple(images.shape[2:])} images. Choose another --target"

@@ -310,13 +310,13 @@ CASES = [
         "cannot read image",
     ),
     (
-        "cam-layer",
+        "cam-target",
         lambda p: [
             "analyze",
             "cam",
             p["se_run"],
             p["root"] + "/data/test/a/0.png",
-            "--layer",
+            "--target",
             "layer9",
             "--out",
             p["root"] + "/a6",

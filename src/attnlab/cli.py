@@ -21,7 +21,7 @@ import attnlab
 from attnlab.analysis import attention_stage_map
 from attnlab.analysis.ablation import ablate_stages, write_ablation_report
 from attnlab.analysis.activations import excitation_study, excitation_table
-from attnlab.analysis.cam import cam_panel, plot_cams
+from attnlab.analysis.cam import CAM_METHODS, cam_panel, plot_cams
 from attnlab.analysis.kernel_sweep import kernel_sweep
 from attnlab.bench import benchmark, results_markdown
 from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
@@ -394,7 +394,9 @@ def cmd_analyze_cam(args: argparse.Namespace) -> None:
     panels = []
     for run in [args.run] + ([args.compare] if args.compare else []):
         model, metadata = load_model(run, device)
-        panels.append(cam_panel(f"{metadata['model']}", model, metadata, args.images, device, args.layer))
+        panel = cam_panel(f"{metadata['model']} {args.method}", model, metadata, args.images, device, args.target)
+        print(f"{run}: {args.method} of target layer {panel.layer}")
+        panels.append(panel)
     path = plot_cams(panels, out / "cam.png", ["/".join(Path(p).parts[-2:]) for p in args.images])
     print(f"wrote {path}")
 
@@ -562,7 +564,7 @@ def build_parser() -> argparse.ArgumentParser:
         "analyze",
         help="what the attention learned: activations, ablate, kernel-sweep, cam",
         description="Analyses of a trained run: the SENet excitation study and stage ablation, the "
-        "ECA kernel-size sweep, Grad-CAM heat maps.",
+        "ECA kernel-size sweep, class activation maps (Grad-CAM and others).",
     )
     analyze = p.add_subparsers(dest="analysis", required=True, metavar="ANALYSIS")
 
@@ -618,12 +620,28 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(q, exclude=KERNEL_SWEEP_EXCLUDES)
 
     q = analysis_parser(
-        "cam", "Grad-CAM heat maps of the last conv stage over image files", cmd_analyze_cam, data=False
+        "cam",
+        "class activation maps (grad-cam package: pip install 'attnlab[cam]') of the last stage or the last "
+        "attention module over image files",
+        cmd_analyze_cam,
+        data=False,
     )
     q.add_argument("run", metavar="RUN_OR_CKPT")
     q.add_argument("images", nargs="+", metavar="IMAGE")
     q.add_argument("--compare", metavar="OTHER_RUN", help="a second run shown side by side")
-    q.add_argument("--layer", help="module whose output is explained (default: the last conv stage)")
+    q.add_argument(
+        "--method",
+        choices=list(CAM_METHODS),
+        default="gradcam",
+        help="CAM method; scorecam is slow: one forward pass per channel of the target layer "
+        "and image (512 for a ResNet-18's last stage), eigencam ignores the class",
+    )
+    q.add_argument(
+        "--target",
+        default="stage",
+        help="module whose output is explained, printed when run: 'stage' the backbone's last stage, 'gate' the "
+        "last attention module, or a module path such as layer3.1",
+    )
 
     p = sub.add_parser(
         "bench",

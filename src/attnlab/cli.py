@@ -482,7 +482,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--config",
         metavar="FILE",
-        help="YAML of training options over the recipe (a run's config.yaml works too); flags given here override it",
+        help="YAML of training options over the recipe (a run's config.yaml works too: give a new --out); flags given "
+        "here override it",
     )
     p.add_argument("--resume", metavar="RUN", help="continue the run in RUN from its last finished epoch")
     p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds (its run files only)")

@@ -95,7 +95,7 @@ def target_lines(results) -> list[str]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", default=",".join(MODELS))
-    parser.add_argument("--input-size", type=int, default=224)
+    parser.add_argument("--img-size", type=int, default=224)
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=1)
@@ -119,7 +119,7 @@ def main() -> int:
     models = [m for m in args.models.split(",") if m]
     results = benchmark(
         models,
-        input_size=args.input_size,
+        img_size=args.img_size,
         batch_size=args.batch_size,
         device="cpu",
         vs_timm=True,
@@ -137,7 +137,7 @@ def main() -> int:
         f"- versions: Python {env['python']}, torch {env['torch']}, timm {env.get('timm', '-')}, "
         f"attnlab {env['attnlab']}",
         f"- command: `{' '.join(shlex.quote(a) for a in [sys.executable.split('/')[-1], *sys.argv])}`",
-        f"- setting: batch {args.batch_size}, {args.input_size} px, fp32, contiguous (NCHW) format, eager; "
+        f"- setting: batch {args.batch_size}, {args.img_size} px, fp32, contiguous (NCHW) format, eager; "
         f"{args.warmup} warm-up iteration(s), then the median of {args.repeats} rounds, the models' repeats "
         "interleaved round robin (the start rotating each round)",
         f"- 1-minute load average: {load_before:.2f} before, {load_after:.2f} after",
@@ -157,7 +157,7 @@ def main() -> int:
         "",
         "## Large allocations in one inference forward (batch 2, torch.profiler; independent of timing noise)",
         "",
-        allocation_table([m for m in models if m in MODELS], args.input_size),
+        allocation_table([m for m in models if m in MODELS], args.img_size),
         "",
     ]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -25,7 +25,8 @@ import torch
 import torchvision
 
 from attnlab.bench import environment
-from attnlab.bench.compare import CompareConfig, parse_models, run_all, summarise, write_report
+from attnlab.bench.compare import CompareConfig, parse_models, parse_seeds, run_all, summarise, write_report
+from attnlab.cli import comma_list
 
 REPO = Path(__file__).resolve().parent.parent
 PRESETS = {
@@ -67,16 +68,18 @@ def setting(args: argparse.Namespace, wall_seconds: float) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", choices=sorted(PRESETS), default="cpu-resnet18")
-    parser.add_argument("--models", nargs="+", help="override the preset's models")
+    parser.add_argument("--models", type=comma_list(), help="override the preset's models (comma-separated)")
     parser.add_argument("--img-size", type=int, help="override the preset's image size")
     parser.add_argument("--epochs", type=int, help="override the preset's epochs")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--seed", type=int, default=0, help="first seed")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds, counting up from --seed")
     parser.add_argument("--data", default=str(REPO.parent / "shared" / "data" / "flowers17"))
     parser.add_argument("--device", default="auto")
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--work", help="run directories (default: runs/bench-flowers17-PRESET)")
     parser.add_argument("--results", help="results folder (default: benchmarks/results/flowers17-PRESET)")
     args = parser.parse_args()
+    args.seeds = parse_seeds(args.seeds, first=args.seed)
     for key, value in PRESETS[args.preset].items():
         if getattr(args, key) is None:
             setattr(args, key, value)

@@ -1,6 +1,6 @@
 """Where an attention model's inference time goes: self CPU time per forward of the ops the gates add.
 
-    .venv/bin/python benchmarks/profile_gate_ops.py --models eca_resnet50 se_resnet50
+    .venv/bin/python benchmarks/profile_gate_ops.py --models eca_resnet50,se_resnet50
 
 torch.profiler over ``--forwards`` inference passes (after 3 warm-up passes) at batch 16, 224 px. The gate ops
 are the pools (``aten::sum``/``aten::mean``), the small convolutions of the gates (1D convs, 1x1 FC convs on
@@ -18,6 +18,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 import attnlab
+from attnlab.cli import comma_list
 
 
 def is_gate_op(name: str, input_shapes: list) -> bool:
@@ -31,7 +32,7 @@ def is_gate_op(name: str, input_shapes: list) -> bool:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", nargs="+", default=["eca_resnet50", "se_resnet50"])
+    parser.add_argument("--models", type=comma_list(), default="eca_resnet50,se_resnet50")
     parser.add_argument("--batch-size", type=int, default=16)
     parser.add_argument("--forwards", type=int, default=5)
     args = parser.parse_args()

@@ -152,6 +152,7 @@ CASES = [
     ("resume-list-config", lambda p: ["train", "--resume", p["list_config"]], "must hold a YAML mapping"),
     ("resume-typed-config", lambda p: ["train", "--resume", p["typed_config"]], "epochs must be an integer"),
     ("resume-and-overwrite", lambda p: ["train", "--resume", p["run"], "--overwrite"], "give one of them"),
+    ("resume-and-config", lambda p: ["train", "--resume", p["run"], "--config", p["list.yaml"]], "start new runs"),
     # data
     ("data-missing", lambda p: train(p, "--data", p["root"] + "/nope"), "nope"),
     ("data-empty", lambda p: train(p, "--data", p["empty"]), "empty"),
@@ -198,7 +199,12 @@ CASES = [
         "unknown device",
     ),
     # predict
-    ("predict-missing-image", lambda p: ["predict", p["run"], p["root"] + "/nope.jpg"], "cannot read image"),
+    ("predict-missing-image", lambda p: ["predict", p["run"], p["root"] + "/nope.jpg"], "no image file or folder"),
+    ("predict-empty-folder", lambda p: ["predict", p["run"], p["empty"]], "holds no image files"),
+    ("predict-glob-no-match", lambda p: ["predict", p["run"], p["root"] + "/*.webp"], "matches no image files"),
+    ("predict-corrupt-among-many", lambda p: ["predict", p["run"], p["root"] + "/corrupt", p["data"]], "0.png"),
+    ("predict-batch-zero", lambda p: ["predict", p["run"], p["data"], "--batch-size", "0"], "--batch-size must be"),
+    ("predict-json-exists", lambda p: ["predict", p["run"], p["data"], "--json", p["file.txt"]], "--overwrite"),
     ("predict-not-an-image", lambda p: ["predict", p["run"], p["file.txt"]], "cannot read image"),
     ("predict-topk-negative", lambda p: ["predict", p["run"], p["file.txt"], "--topk", "-1"], "--topk must be"),
     ("predict-bomb", lambda p: ["predict", p["run"], p["bomb"]], "too large"),
@@ -224,7 +230,8 @@ CASES = [
     ("bench-repeats-zero", lambda p: ["bench", "--models", "resnet20", "--repeats", "0"], "repeats must be"),
     ("bench-device", lambda p: ["bench", "--models", "resnet20", "--device", "gpu"], "unknown device"),
     ("summary-model-typo", lambda p: ["summary", "resnt20"], "Did you mean 'resnet20'"),
-    ("summary-input-size", lambda p: ["summary", "resnet20", "--input-size", "3", "0", "32"], "input size"),
+    ("summary-img-size", lambda p: ["summary", "resnet20", "--img-size", "0"], "--img-size must be"),
+    ("summary-input-size-gone", lambda p: ["summary", "resnet20", "--input-size", "32"], "unrecognized arguments"),
     ("summary-num-classes", lambda p: ["summary", "resnet20", "--num-classes", "0"], "num_classes must be"),
     # analyze
     (
@@ -303,13 +310,13 @@ CASES = [
         "cannot read image",
     ),
     (
-        "cam-layer",
+        "cam-target",
         lambda p: [
             "analyze",
             "cam",
             p["se_run"],
             p["root"] + "/data/test/a/0.png",
-            "--layer",
+            "--target",
             "layer9",
             "--out",
             p["root"] + "/a6",
@@ -321,7 +328,10 @@ CASES = [
         lambda p: ["analyze", "kernel-sweep", "--data", p["data"], "--k", "4", "--out", p["root"] + "/k1", *TINY],
         "k_size must be an odd integer",
     ),
-    ("sweep-k-words", lambda p: ["analyze", "kernel-sweep", "--k", "a,b"], "--k takes comma-separated"),
+    ("sweep-k-words", lambda p: ["analyze", "kernel-sweep", "--k", "a,b"], "--k: takes comma-separated integers"),
+    ("train-config-missing", lambda p: ["train", "--config", p["root"] + "/nope.yaml"], "does not exist"),
+    ("train-config-unknown", lambda p: ["train", "--config", p["unknown_field.yaml"]], "unknown fields ['epochz']"),
+    ("bench-amp-switch", lambda p: ["bench", "--models", "resnet20", "--amp"], "expected one argument"),
     (
         "sweep-no-eca",
         lambda p: ["analyze", "kernel-sweep", "--model", "resnet20", "--out", p["root"] + "/k2"],

@@ -24,32 +24,16 @@ def test_summary_table(capsys):
     assert f"Multiply-accumulates: {RESNET20_MACS / 1e9:.3f} G" in out
 
 
-def test_summary_json_with_attention_and_input_size(capsys):
-    assert (
-        main(
-            [
-                "summary",
-                "resnet20",
-                "--num-classes",
-                "10",
-                "--attention",
-                "se",
-                "--json",
-                "--input-size",
-                "3",
-                "40",
-                "24",
-            ]
-        )
-        == 0
-    )
+def test_summary_json_with_attention_img_size_and_in_chans(capsys):
+    argv = ["summary", "resnet20", "--num-classes", "10", "--attention", "se", "--json", "--img-size", "40"]
+    assert main([*argv, "--in-chans", "1"]) == 0
     data = json.loads(capsys.readouterr().out)
     se_params = 3 * sum(2 * w * (w // 16) + w // 16 + w for w in (16, 32, 64))
-    assert data["total_params"] == 269_722 + se_params
-    assert data["input_size"] == [3, 40, 24]
+    assert data["total_params"] == 269_722 + se_params - 2 * 9 * 16  # the stem conv sees 1 channel, not 3
+    assert data["input_size"] == [1, 40, 40]
     rows = {row["name"]: row for row in data["layers"]}
     assert rows["layer1.0.attention"]["type"] == "SqueezeExcite"
-    assert rows["layer3.2.attention"]["output_shape"] == [1, 64, 10, 6]
+    assert rows["layer3.2.attention"]["output_shape"] == [1, 64, 10, 10]
     assert rows["fc"]["output_shape"] == [1, 10]
 
 
@@ -74,7 +58,7 @@ def test_preset_conflict_exits_2(capsys):
     "argv",
     [
         ["compare", "--models", "resnet20", "--model", "resnet20"],  # compare has --models, no --model
-        ["compare", "--models", "resnet20", "--seed", "1"],  # nor --seed (no prefix of --seeds either)
+        ["demo", "--models", "resnet20", "se_resnet20"],  # lists are comma-separated, not space-separated
         ["train", "--optimizer", "lion"],
         ["analyze", "kernel-sweep", "--amp", "fp8"],
     ],
@@ -94,5 +78,5 @@ def test_config_flags_help_and_overrides(capsys, monkeypatch):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     text = " ".join(capsys.readouterr().out.split())
-    assert f"--recipe RECIPE {', '.join(list_recipes())} or a YAML file" in text
+    assert f"--recipe RECIPE the preset to start from: {', '.join(list_recipes())} or a YAML file" in text
     assert f"--optimizer {{{','.join(OPTIMIZERS)}}} optimizer, one of {', '.join(OPTIMIZERS)}" in text

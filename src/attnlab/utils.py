@@ -209,6 +209,22 @@ def resolve_device(name: str | torch.device) -> torch.device:
     return device
 
 
+DEVICE_HELP = "auto (CUDA when available, else CPU), cpu, cuda, cuda:1, ..."
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_HELP = "mixed precision, one of auto, off, bf16, fp16 (auto: bf16 on CUDA, fp16 on GPUs without bf16, off on CPU)"
+
+
+def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of an ``--amp`` mode (one of ``AMP_MODES``) on ``device``; None is full precision."""
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(AMP_MODES)}, got {amp!r}")
+    if amp == "off" or (amp == "auto" and device.type != "cuda"):
+        return None
+    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
+        return torch.float16
+    return torch.bfloat16
+
+
 def autocast(device: torch.device, amp_dtype: torch.dtype | None) -> AbstractContextManager:
     """Mixed precision context for ``device`` (a no-op when ``amp_dtype`` is None)."""
     return nullcontext() if amp_dtype is None else torch.autocast(device.type, dtype=amp_dtype)

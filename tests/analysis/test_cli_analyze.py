@@ -2,13 +2,16 @@
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
+from attnlab.attention import attention_stages
 from attnlab.cli import main
+from attnlab.engine.inference import load_model
 
 CLASSES = ["circle", "cross", "square"]
 TINY = [
@@ -105,14 +108,27 @@ def test_ablate_cli(trained, tmp_path):
     assert (tmp_path / "ablation.md").read_text().count("| stage ") == 3
 
 
-def test_cam_cli(trained, tmp_path):
+def test_cam_cli(trained, tmp_path, capsys):
     data, run = trained
     images = [str(data / "test" / name / "0.png") for name in CLASSES[:2]]
-    assert (
-        main(["analyze", "cam", str(run), *images, "--compare", str(run), "--out", str(tmp_path), "--device", "cpu"])
-        == 0
-    )
+    args = ["analyze", "cam", str(run), *images, "--compare", str(run), "--out", str(tmp_path), "--device", "cpu"]
+    assert main(args) == 0
+    assert capsys.readouterr().out.count(": gradcam of target layer layer3\n") == 2  # both runs
     assert (tmp_path / "cam.png").stat().st_size > 0
+    assert main([*args, "--method", "layercam", "--target", "gate", "--overwrite"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count(": layercam of target layer layer3.2.attention\n") == 2
+    model, _ = load_model(run)
+    assert attention_stages(model)["layer3.2.attention"] == 3
+
+
+def test_cam_cli_without_grad_cam(trained, tmp_path, capsys, monkeypatch):
+    data, run = trained
+    monkeypatch.setitem(sys.modules, "pytorch_grad_cam", None)  # import fails
+    image = str(data / "test" / "circle" / "0.png")
+    assert main(["analyze", "cam", str(run), image, "--out", str(tmp_path), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "pip install 'attnlab[cam]'" in err
 
 
 def test_kernel_sweep_cli(trained, tmp_path, capsys):

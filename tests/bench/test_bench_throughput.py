@@ -24,7 +24,7 @@ def resnet20_macs(size: int, num_classes: int) -> int:
 @pytest.fixture(scope="module")
 def tiny_results():
     torch.manual_seed(0)
-    return benchmark(["resnet20", "eca_resnet20"], input_size=SIZE, batch_size=2, warmup=1, repeats=2, num_classes=10)
+    return benchmark(["resnet20", "eca_resnet20"], img_size=SIZE, batch_size=2, warmup=1, repeats=2, num_classes=10)
 
 
 def test_benchmark_counts_params_and_eval_mode_flops_by_formula(tiny_results):
@@ -58,7 +58,7 @@ def test_benchmark_times_are_positive_and_ratios_are_to_the_first_model(tiny_res
 
 def test_vs_timm_builds_the_equal_architecture_and_reports_ratios():
     (se,) = benchmark(
-        ["se_resnet18"], input_size=SIZE, batch_size=1, warmup=0, repeats=1, train=False, vs_timm=True, num_classes=10
+        ["se_resnet18"], img_size=SIZE, batch_size=1, warmup=0, repeats=1, train=False, vs_timm=True, num_classes=10
     )
     assert se.timm is not None and se.params_match_timm and se.timm.params == se.params
     assert se.vs_timm_infer == pytest.approx(se.infer_images_per_s / se.timm.infer_images_per_s)

@@ -1,5 +1,5 @@
 """What the attention learned: the SENet excitation study and stage ablation, the ECA kernel-size sweep, and
-Grad-CAM heat maps (``attnlab analyze ...``)."""
+class activation maps through grad-cam (``attnlab analyze ...``)."""
 
 from attnlab.analysis.gates import (
     attention_stage_map,

@@ -90,12 +90,13 @@ def parse_models(models: Sequence[str | dict | ModelEntry]) -> list[ModelEntry]:
     return entries
 
 
-def parse_seeds(seeds: int | Sequence[int]) -> list[int]:
-    """``3`` -> [0, 1, 2]; a list of seeds is kept as given."""
+def parse_seeds(seeds: int | Sequence[int], first: int = 0) -> list[int]:
+    """A count counts up from ``first`` (``3`` -> [0, 1, 2], as ``--seed 0 --seeds 3``); a list of seeds is kept
+    as given."""
     if isinstance(seeds, int) and not isinstance(seeds, bool):
         if seeds < 1:
             raise ValueError(f"seeds must be >= 1 (the number of seeds) or a list of seeds, got {seeds}")
-        return list(range(seeds))
+        return list(range(first, first + seeds))
     seeds = list(seeds)
     if (
         not seeds

@@ -24,6 +24,7 @@ def run_demo(
     img_size: int = 16,
     seed: int = 0,
     out: str | Path = "runs/demo",
+    device: str = "auto",
 ) -> list[dict]:
     """Compare ``models`` on digits with the fast recipe and one seed (compare's runs and report under ``out``),
     print the comparison table and return its rows. Runs on one CPU thread: kernels this small gain little from
@@ -37,7 +38,7 @@ def run_demo(
             recipe="fast",
             seeds=[seed],
             out=out,
-            overrides={"data": "digits", "epochs": epochs, "img_size": img_size},
+            overrides={"data": "digits", "epochs": epochs, "img_size": img_size, "device": device},
         )
     finally:
         torch.set_num_threads(threads)

@@ -24,7 +24,7 @@ from torch import nn
 from attnlab.bench.timm_twins import TIMM_TWINS, create_timm_twin
 from attnlab.models import create_model, default_input_size
 from attnlab.summary import summary
-from attnlab.utils import autocast, check_int, check_positive_int, markdown_table, resolve_device
+from attnlab.utils import autocast, check_int, check_positive_int, markdown_table, resolve_amp, resolve_device
 
 MB = 1024**2
 
@@ -205,10 +205,10 @@ def _peak_extra_mb(fn: Callable[[], None], device: torch.device) -> float:
 def benchmark(
     models: Sequence[str],
     *,
-    input_size: int | None = None,
+    img_size: int | None = None,
     batch_size: int = 16,
-    device: str | torch.device = "cpu",
-    amp: bool = False,
+    device: str | torch.device = "auto",
+    amp: str = "auto",
     channels_last: bool = False,
     compile: bool = False,
     vs_timm: bool = False,
@@ -221,7 +221,8 @@ def benchmark(
 ) -> list[BenchResult]:
     """Benchmark the attnlab models ``models`` (registry names) in one interleaved run.
 
-    ``input_size`` is the image side (default: each model's own, e.g. 224); ``amp`` runs in bfloat16 autocast;
+    ``img_size`` is the image side (default: each model's own, e.g. 224); ``amp`` is a mode of
+    :data:`attnlab.utils.AMP_MODES` ('auto': bf16 on CUDA, off on CPU);
     ``vs_timm`` also measures the equal timm architecture of each model that has one (see
     :mod:`attnlab.bench.timm_twins`) in the same rounds. ``train=False`` skips the training step.
     Returns one :class:`BenchResult` per model, in order; ratios are to ``models[0]``.
@@ -234,13 +235,13 @@ def benchmark(
     check_positive_int("num_classes", num_classes)
     check_int("warmup", warmup, 0)
     device = resolve_device(device)
-    amp_dtype = torch.bfloat16 if amp else None
+    amp_dtype = resolve_amp(amp, device)
     say = progress or (lambda message: None)
 
     subjects: list[tuple[_Subject, _Subject | None]] = []
     for name in models:
         model = create_model(name, num_classes=num_classes)
-        size = (3, input_size, input_size) if input_size else tuple(default_input_size(model))
+        size = (3, img_size, img_size) if img_size else tuple(default_input_size(model))
         options = {
             "input_size": size,
             "batch_size": batch_size,

@@ -1,8 +1,9 @@
 """Training configuration: named recipes (YAML presets in ``configs/recipes``) plus command-line overrides.
 
-The valid choices of the string options live here once (``OPTIMIZERS``, ``SCHEDULES``, ``AMP_MODES``,
-``NORMALIZATIONS``, and the data's ``AUGMENTS``); each TrainConfig field carries its help text and choices in its
-``metadata``, which ``validate`` and the ``attnlab train`` / ``compare`` / ``analyze kernel-sweep`` flags read.
+The valid choices of the string options live here once (``OPTIMIZERS``, ``SCHEDULES``, ``NORMALIZATIONS``, the
+data's ``AUGMENTS`` and, shared with every command, ``utils.AMP_MODES``); each TrainConfig field carries its help
+text and choices in its ``metadata``, which ``validate`` and the ``attnlab train`` / ``compare`` / ``analyze
+kernel-sweep`` flags read.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.data import AUGMENTS
-from attnlab.utils import read_yaml_mapping, unknown_name_error
+from attnlab.utils import AMP_HELP, AMP_MODES, DEVICE_HELP, read_yaml_mapping, unknown_name_error
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
 NORMALIZATIONS = ("dataset", "imagenet", "rescale")
 AUGMENT_POLICIES = tuple(AUGMENTS)
 
@@ -41,7 +41,7 @@ class TrainConfig:
     """Everything that decides a training run. Field names double as ``attnlab train`` flags; each field's
     ``metadata`` holds its flag help (see :func:`field_help`) and, for string options, its ``choices``."""
 
-    model: str = _field("resnet20", help_text="model name (attnlab list --models); default resnet20")
+    model: str = _field("resnet20", help_text="model name (attnlab list --models)")
     recipe: str = _field("fast", help_text="name of a shipped recipe (configs/recipes) or a YAML file's path")
     data: str | None = _field(
         "digits", help_text="'digits' (embedded), a folder with train/ and test/ (or val/), or CIFAR python batches"
@@ -60,8 +60,7 @@ class TrainConfig:
     )
     attach_where: str = _field(
         "residual",
-        help_text="where --attach inserts: residual (default), conv, or "
-        "comma-separated glob patterns over module paths",
+        help_text="where --attach inserts: residual, conv, or comma-separated glob patterns over module paths",
     )
     init_from: str | None = _field(
         None, help_text="fine-tune from these weights of the model without attention (.safetensors or .pt state dict)"
@@ -110,10 +109,10 @@ class TrainConfig:
     ema: float | None = _field(None, help_text="EMA decay of the weights used for evaluation (e.g. 0.999)")
     # execution
     seed: int = 0
-    device: str = _field("auto", help_text="auto, cpu, cuda, cuda:1, ...")
+    device: str = _field("auto", help_text=DEVICE_HELP)
     amp: str = _field(
         "auto",
-        help_text=f"mixed precision, one of {', '.join(AMP_MODES)} (auto: bf16/fp16 on CUDA, off on CPU)",
+        help_text=AMP_HELP,
         choices=AMP_MODES,
     )
     channels_last: bool = False
@@ -157,9 +156,23 @@ def load_recipe(name_or_path: str) -> dict:
     return fields
 
 
-def resolve_config(recipe: str = "fast", **overrides) -> TrainConfig:
-    """A TrainConfig from a recipe with ``overrides`` (None values are ignored) applied on top."""
-    fields = {**load_recipe(recipe), "recipe": recipe, **_given(overrides)}
+def load_config_file(path: str | Path) -> dict:
+    """The TrainConfig fields of a YAML file (e.g. a run's ``config.yaml``); ValueError for unknown fields."""
+    fields = read_yaml_mapping(path, "config file")
+    unknown = set(fields) - TRAIN_FIELDS
+    if unknown:
+        raise ValueError(
+            f"config file {path} has unknown fields {sorted(unknown)}; the fields are {sorted(TRAIN_FIELDS)}"
+        )
+    return fields
+
+
+def resolve_config(recipe: str | None = None, config_file: str | Path | None = None, **overrides) -> TrainConfig:
+    """A TrainConfig: the fields of ``recipe`` (default: the config file's ``recipe``, else ``fast``), then those
+    of ``config_file`` (see :func:`load_config_file`), then ``overrides`` (None values are ignored)."""
+    from_file = load_config_file(config_file) if config_file is not None else {}
+    recipe = recipe or from_file.get("recipe") or TrainConfig.recipe
+    fields = {**load_recipe(recipe), **from_file, "recipe": recipe, **_given(overrides)}
     return _checked_config(fields, "unknown training options {unknown}")
 
 

@@ -1,4 +1,4 @@
-"""Loading trained models back from run directories or checkpoint files, and predicting on image files."""
+"""Loading trained models back from run directories or checkpoint files."""
 
 from __future__ import annotations
 
@@ -7,7 +7,6 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from attnlab.data import Preprocess, read_image_files
 from attnlab.engine.checkpoint import load_weights, require_metadata
 from attnlab.engine.modeling import build_model
 
@@ -54,17 +53,3 @@ def _state_dict_problems(want: dict, got: dict) -> str:
         f"{len(missing)} missing keys {missing[:2]}, {len(unexpected)} unexpected keys {unexpected[:2]}, "
         f"{len(shapes)} of other shape {sorted(shapes)[:2]}"
     )
-
-
-@torch.no_grad()
-def predict_files(
-    model: nn.Module, metadata: dict, paths: list[str | Path], topk: int = 5, device: str | torch.device = "cpu"
-) -> list[list[tuple[str, float]]]:
-    """Top-k (class name, probability) for each image file, prepared as the run's evaluation prepared images."""
-    require_metadata(metadata, "preprocess", "classes")
-    preprocess = Preprocess.from_dict(metadata["preprocess"])
-    images = read_image_files(paths, preprocess.cache_size, preprocess.fit)
-    probs = model.eval()(preprocess.eval(images.to(device))).float().softmax(1)
-    values, indices = probs.topk(min(topk, probs.shape[1]), dim=1)
-    classes = metadata["classes"]
-    return [[(classes[i], v) for v, i in zip(vs.tolist(), ids.tolist())] for vs, ids in zip(values, indices)]

@@ -51,7 +51,7 @@ from attnlab.engine.rundir import (
 )
 from attnlab.engine.schedule import build_optimizer, build_scheduler
 from attnlab.retrofit import load_original_weights
-from attnlab.utils import atomic_write_text, autocast, check_writable_folder, resolve_device
+from attnlab.utils import atomic_write_text, autocast, check_writable_folder, resolve_amp, resolve_device
 
 RESUME_FILE = "resume.safetensors"
 METRIC_FIELDS = [
@@ -69,15 +69,6 @@ METRIC_FIELDS = [
 
 class TrainingDiverged(RuntimeError):
     """The loss became NaN or infinite; the checkpoints of the last finished epoch are kept."""
-
-
-def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
-    """Mixed precision dtype: 'auto' is bf16 on CUDA when supported, fp16 on older GPUs, off on CPU."""
-    if amp == "off" or (amp == "auto" and device.type != "cuda"):
-        return None
-    if amp == "fp16" or (amp == "auto" and not torch.cuda.is_bf16_supported()):
-        return torch.float16
-    return torch.bfloat16
 
 
 def seed_everything(seed: int) -> None:

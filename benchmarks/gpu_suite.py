@@ -93,30 +93,28 @@ from attnlab.utils import environment, markdown_table, now
 REPO = Path(__file__).resolve().parent.parent
 
 # ------------------------------------------------------------------------- every attnlab command of the suite
-# The one place for the CLI spellings; {fields} are filled per call (paths are quoted). Issue 13 renames some
-# flags: the rows marked "issue 13" hold today's spelling and name the new one to switch to at merge.
+# The one place for the CLI spellings; {fields} are filled per call (paths are quoted).
 COMMANDS = {
     # (a) smoke, on the flowers JPEGs at a small size
     "train": "train --model {smoke_model} --recipe keras-flowers --data {flowers} --img-size {smoke_size} "
     "--epochs 1 --device {device} --amp bf16 --channels-last --compile --workers {workers} --cache-dir {cache} "
     "--out {smoke}/run",
-    "eval": "eval {smoke}/run --device {device} --batch-size 16 --out {smoke}/eval",
-    "predict": "predict {smoke}/run {image} --topk 3",
+    "eval": "eval {smoke}/run --device {device} --amp bf16 --batch-size 16 --out {smoke}/eval",
+    "predict": "predict {smoke}/run {flowers}/test --device {device} --amp bf16 --topk 3 --json {smoke}/predict.json",
     "export": "export {smoke}/run --format onnx --atol 1e-3 --out {smoke}/model.onnx",
     "analyze-activations": "analyze activations {smoke}/run --device {device} --images-per-class 2 --channels 8 "
     "--out {smoke}/activations",
     "analyze-ablate": "analyze ablate {smoke}/run --device {device} --modes identity --out {smoke}/ablate",
     "compare": "compare --models {smoke_models} --recipe keras-flowers --seeds 1 --epochs 1 --data {flowers} "
     "--img-size {smoke_size} --device {device} --amp bf16 --channels-last --cache-dir {cache} --out {smoke}/compare",
-    # issue 13: --input-size -> --img-size, --amp -> --amp bf16
-    "bench": "bench --models {smoke_models} --input-size {smoke_size} --batch-size 4 --device {device} --amp "
+    "bench": "bench --models {smoke_models} --img-size {smoke_size} --batch-size 4 --device {device} --amp bf16 "
     "--channels-last --warmup 1 --repeats 2 --json {smoke}/bench.json",
-    # (b) the overhead tables; issue 13: --input-size -> --img-size, --amp -> --amp bf16
-    "bench-eager": "bench --models {bench_models} --vs-timm --batch-size {bench_batch} --input-size {bench_size} "
-    "--device {device} --amp --channels-last --warmup 3 --repeats {bench_repeats} --iters {bench_iters} "
+    # (b) the overhead tables
+    "bench-eager": "bench --models {bench_models} --vs-timm --batch-size {bench_batch} --img-size {bench_size} "
+    "--device {device} --amp bf16 --channels-last --warmup 3 --repeats {bench_repeats} --iters {bench_iters} "
     "--json {results}/bench_eager.json",
-    "bench-compiled": "bench --models {compiled_models} --compile --batch-size {bench_batch} --input-size {bench_size} "
-    "--device {device} --amp --channels-last --warmup 3 --repeats {bench_repeats} --iters {bench_iters} "
+    "bench-compiled": "bench --models {compiled_models} --compile --batch-size {bench_batch} --img-size {bench_size} "
+    "--device {device} --amp bf16 --channels-last --warmup 3 --repeats {bench_repeats} --iters {bench_iters} "
     "--json {results}/bench_compiled.json",
     # (c), (d): one run of a comparison (its recipe overrides follow as flags); several run at once
     "train-run": "train --recipe {recipe} --model {model} --seed {seed} --out {run}",
@@ -451,15 +449,13 @@ class Suite:
         return self.end - time.monotonic()
 
     def values(self) -> dict:
-        scale, flowers = self.scale, self.data_root / "flowers17"
-        image = next(iter(sorted((flowers / "test").rglob("*.jp*g"))), None) if flowers.is_dir() else None
+        scale = self.scale
         return {
             "device": scale.device,
             "workers": min(16, os.cpu_count() or 1) if not self.args.dry_run else 0,
             "cache": self.work / "cache",
             "smoke": self.work / "smoke",
-            "flowers": flowers,
-            "image": image,
+            "flowers": self.data_root / "flowers17",
             "results": self.results,
             "smoke_model": scale.smoke_model,
             "smoke_models": scale.smoke_models,

@@ -148,20 +148,21 @@ class Scale:
 
 
 # Wall time of each phase on one H200 with 16 cores (seconds). Sources: (1) benchmarks/results/
-# gpu_suite_cpu_measure.md, measured on this project's 2-core CPU machine (shared, nice'd, 1 thread): JPEG decode
-# 1.8 ms per flowers image at 224 px, 0.9 at 64 px, 0.5 per CIFAR image at 130 px; one ResNet-50 / SE / ECA
-# training step at batch 32 dispatches about 850 / 1200 / 1050 non-view aten operations (kernels); one epoch's
-# checkpoints of a ResNet-50 run are 360 MB (resume state with Adam + last weights; + best when it improves),
-# written in 0.9 s to /dev/shm and 2.6 s to the disk with fsync here. (2) Published figures: the H200 does about
-# 790 TFLOP/s on a bf16 matmul and 4.3 TB/s device copies (measured there, .library/device/KINDS.md; datasheet
-# 989 TFLOP/s, 4.8 TB/s). Assumptions: eager PyTorch costs 5-15 us of host time per operation, so one batch-32
-# ResNet-50 process is host-bound at ~10 ms a step (~3000 img/s) whatever the GPU; a ResNet-50 training image is
-# 24.6 GFLOP (3 x 8.2), so batch 32 is 0.79 TFLOP, ~2.5 ms at 40% of the matmul rate plus ~2 ms of memory-bound
-# BatchNorm/ReLU/gating traffic, and small kernels waste SMs: ~6 ms of GPU per step, i.e. ~5000 img/s if the GPU
-# were always busy. Several processes time-share the GPU (without MPS their kernels do not overlap), so the
-# estimate takes 3000-3500 img/s for the 9 flowers runs together. Each ESTIMATE decides whether a phase starts.
+# gpu_suite_cpu_measure.md, measured on this project's 2-core CPU machine (shared at load 10-15, nice'd, 1 thread, CPU
+# time): JPEG decode 1.8-2.7 ms per flowers image at 224 px, 0.9-1.4 at 64 px, 0.5 per CIFAR image at 130 px; one
+# ResNet-50 / SE / ECA training step at batch 32 dispatches about 850 / 1200 / 1050 non-view aten operations
+# (kernels); one epoch's checkpoints of a ResNet-50 run are 360 MB (resume state with Adam + last weights; + best when
+# it improves), written in 0.9-1.8 s to /dev/shm and 2.6-2.8 s to the disk with fsync here (wall time, loaded). (2)
+# Published figures: the H200 does about 790 TFLOP/s on a bf16 matmul and 4.3 TB/s device copies (as measured on the
+# H200 machines this project borrows; datasheet 989 TFLOP/s, 4.8 TB/s). Assumptions: eager PyTorch costs 5-15 us of
+# host time per operation, so one batch-32 ResNet-50 process is host-bound at ~10 ms a step (~3000 img/s) whatever the
+# GPU; a ResNet-50 training image is 24.6 GFLOP (3 x 8.2), so batch 32 is 0.79 TFLOP, ~2.5 ms at 40% of the matmul
+# rate plus ~2 ms of memory-bound BatchNorm/ReLU/gating traffic, and small kernels waste SMs: ~6 ms of GPU per step,
+# i.e. ~5000 img/s if the GPU were always busy. Several processes time-share the GPU (without MPS their kernels do not
+# overlap), so the estimate takes 3000-3500 img/s for the 9 flowers runs together. Each ESTIMATE decides whether a
+# phase starts.
 ESTIMATE = {
-    # imports and CUDA/cuDNN set-up in this process (~10 s), the 64 px flowers decode (1360 JPEGs x 0.9 ms on 16
+    # imports and CUDA/cuDNN set-up in this process (~10 s), the 64 px flowers decode (1360 JPEGs x ~1 ms on 16
     # workers: <1 s), a 1-epoch eca_resnet20 run with torch.compile (inductor, fwd+bwd, ~30 s cold), eval, predict,
     # ONNX export (~10 s), the two analyses, a 2-run compare (~10 s), a tiny bench and the sync check (~10 s)
     "smoke": 75.0,
@@ -171,7 +172,7 @@ ESTIMATE = {
     "bench-eager": 60.0,
     # 9 runs x 100 epochs x 1088 images = 979k training images at 3000-3500 img/s for the 9 processes together =
     # 280-326 s, + 9 x 100 evaluations of 272 images (245k images, inference at ~3x the rate) = ~25 s, + start-up
-    # and the 224 px decode before it (1360 x 1.8 ms on 16 workers: <1 s) ~10 s; the checkpoints (0.36-0.46 GB per
+    # and the 224 px decode before it (1360 x ~2 ms on 16 workers: <1 s) ~10 s; the checkpoints (0.36-0.46 GB per
     # run-epoch into /dev/shm, ~0.4 s at ~1 GB/s on a free core: ~40 s per run) overlap the other runs' GPU time
     "flowers17": 330.0,
     # 3 models x 2 graphs (training, inference) x ~15 s of inductor compile on 16 cores, + timing as above

@@ -9,6 +9,7 @@ GPU step), and writing one epoch's checkpoints.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import tempfile
@@ -108,7 +109,8 @@ def main() -> None:
         "# CPU-side costs behind the GPU suite's time estimate",
         "",
         f"{environment()['hardware']}, torch {torch.__version__}, 1 thread, `{' '.join(sys.argv)}`. The machine is "
-        "shared by other jobs: process CPU time, medians (min-max).",
+        "shared by other jobs (1-minute load average at the start: "
+        f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores): process CPU time, medians (min-max).",
         "",
         "## Decoding into the uint8 cache (once per data set and size), CPU ms per image",
         "",

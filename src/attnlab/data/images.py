@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from attnlab.utils import atomic_write, check_writable_folder
+from attnlab.utils import atomic_write, check_writable_folder, progress_bar
 
 DEFAULT_MAX_CACHE_BYTES = 8 * 2**30
 CACHE_FORMAT = 1  # bump when the cached pixels would change for the same files
@@ -184,7 +184,7 @@ class ImageSet:
             num_workers=self.workers,
             collate_fn=as_list,
         )
-        for batch in loader:
+        for batch in progress_bar(loader, desc=f"decoding {self.source.folder.name}", total=len(loader)):
             for index, image in batch:
                 if isinstance(image, str):
                     self.skip(index, image)

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.data import AUGMENTS
-from attnlab.utils import read_yaml_mapping, unknown_name_error
+from attnlab.utils import default_workers, read_yaml_mapping, unknown_name_error
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
@@ -89,7 +89,11 @@ class TrainConfig:
     cache_dir: str | None = _field(
         None, help_text="folder for an on-disk copy of the decoded images (reused across runs)"
     )
-    workers: int = _field(0, help_text="DataLoader worker processes for decoding images")
+    workers: int = _field(
+        default_workers(),
+        help_text="processes decoding image files (default on this machine: "
+        f"{default_workers()} = min(8, CPUs - 1), 0 when that is 1; in-memory data such as digits needs none)",
+    )
     # optimisation
     epochs: int = 15
     batch_size: int = 128
@@ -121,7 +125,9 @@ class TrainConfig:
     deterministic: bool = _field(
         False, help_text="deterministic kernels: with --device cpu, a resumed run ends bit-identical"
     )
-    tensorboard: bool = False
+    tensorboard: bool = _field(
+        True, help_text="write per-epoch scalars to RUN/tensorboard when the tensorboard package is installed"
+    )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

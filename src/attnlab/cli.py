@@ -23,18 +23,25 @@ from attnlab.analysis.activations import excitation_study, excitation_table
 from attnlab.analysis.cam import cam_panel, plot_cams
 from attnlab.analysis.kernel_sweep import kernel_sweep
 from attnlab.bench import benchmark, results_markdown
-from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
+from attnlab.bench.compare import (
+    CompareConfig,
+    compare_table,
+    load_compare_config,
+    parse_models,
+    parse_seeds,
+    run_spec,
+)
 from attnlab.bench.demo import run_demo
 from attnlab.bench.modules import CHANNELS, library_markdown, library_table
 from attnlab.engine.batches import eval_batches_for
 from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, config_from_run, field_help, list_recipes, resolve_config
 from attnlab.engine.evaluate import evaluate
-from attnlab.engine.inference import load_model, predict_files
-from attnlab.engine.plots import plot_confusion
+from attnlab.engine.inference import checkpoint_path, load_model, predict_files
+from attnlab.engine.plots import checkpoint_label, plot_confusion
 from attnlab.engine.rundir import claim_outputs, with_run_dir
 from attnlab.engine.trainer import TrainingDiverged, train
 from attnlab.export import EXPORT_FORMATS, export_checkpoint
-from attnlab.utils import atomic_write_text, check_positive_int, environment, resolve_device
+from attnlab.utils import atomic_write_text, check_positive_int, default_workers, environment, resolve_device
 
 EVAL_FILES = ("eval.json", "eval_confusion.png")
 
@@ -132,7 +139,13 @@ def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="data as for train (its test/val split is used; default: the run's)")
     parser.add_argument("--val", help="a class-folder tree to use instead")
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--workers", type=int, default=0)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_workers(),
+        help=f"processes decoding image files (default {default_workers()} on this machine: min(8, CPUs - 1), 0 "
+        "when that is 1)",
+    )
 
 
 class Interrupted(KeyboardInterrupt):
@@ -186,7 +199,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:<24} {acc:.4f}")
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
-    plot_confusion(result.confusion, metadata["classes"], out / "eval_confusion.png")
+    source = checkpoint_label(checkpoint_path(args.run), metadata)
+    plot_confusion(result.confusion, metadata["classes"], out / "eval_confusion.png", f"{source}, on {report['data']}")
     print(f"wrote {out / 'eval.json'} and {out / 'eval_confusion.png'}")
 
 
@@ -265,7 +279,7 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> None:
     rows = ablate_stages(
         model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device, split_list(args.modes)
     )
-    print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {args.data or args.val}"))
+    print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {batches.images.name}"))
     print(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
 
 
@@ -340,7 +354,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
     spec.recipe = args.recipe or spec.recipe
     spec.seeds = parse_seeds(args.seeds) if args.seeds is not None else spec.seeds
     spec.out = args.out or spec.out
-    run_spec(spec)
+    print(compare_table(run_spec(spec)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -53,8 +53,8 @@ def plot_curves(history: list[dict], path: Path) -> Path:
 
 def plot_confusion(confusion: torch.Tensor, classes: list[str], path: Path, source: str = "") -> Path:
     """Confusion matrix (rows: true class, columns: predicted) coloured by the fraction of each true class, counts
-    in the cells (up to 40 classes) in a font sized to the cell and a colour that contrasts with it (zeros in grey); ``source``
-    (e.g. :func:`checkpoint_label`) goes under the title."""
+    in the cells (up to 40 classes) in a font sized to the cell and a colour that contrasts with it (zeros in
+    grey); ``source`` (e.g. :func:`checkpoint_label`) goes under the title."""
     n = len(classes)
     side = max(4, 0.45 * n + 2)
     fig = new_figure(side, side)

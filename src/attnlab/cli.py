@@ -34,7 +34,15 @@ from attnlab.bench.compare import (
 from attnlab.bench.demo import run_demo
 from attnlab.bench.modules import CHANNELS, library_markdown, library_table
 from attnlab.engine.batches import eval_batches_for
-from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, config_from_run, field_help, list_recipes, resolve_config
+from attnlab.engine.config import (
+    TRAIN_FIELDS,
+    WORKERS_HELP,
+    TrainConfig,
+    config_from_run,
+    field_help,
+    list_recipes,
+    resolve_config,
+)
 from attnlab.engine.evaluate import evaluate
 from attnlab.engine.inference import checkpoint_path, load_model, predict_files
 from attnlab.engine.plots import checkpoint_label, plot_confusion
@@ -143,8 +151,7 @@ def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
         "--workers",
         type=int,
         default=default_workers(),
-        help=f"processes decoding image files (default {default_workers()} on this machine: min(8, CPUs - 1), 0 "
-        "when that is 1)",
+        help=WORKERS_HELP,
     )
 
 

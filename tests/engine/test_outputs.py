@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from attnlab import cli
 from attnlab.engine import plots
 from attnlab.engine.config import TrainConfig
 from attnlab.engine.trainer import METRICS, Trainer, epoch_line, train
@@ -65,7 +66,9 @@ def test_run_prints_no_class_dump_and_logs_the_last_steps_lr(tiny_config, figure
     first = [float(v) for v in (Path(config.out) / "metrics.csv").read_text().splitlines()[1].split(",")]
     assert first[list(METRICS).index("lr")] == rates[steps - 1]
 
-    curves, confusion, predictions = figures
+    assert cli.main(["eval", config.out, "--device", "cpu"]) == 0
+    curves, confusion, predictions, evaluated = figures
+    assert any("best checkpoint, epoch 2 of 2, on digits" in title for title in titles(evaluated))
     assert [ax.get_yscale() for ax in curves.axes] == ["linear", "log", "linear"]
     assert "learning rate" in curves.axes[2].get_title()
     ticks = curves.axes[0].xaxis.get_major_locator().tick_values(1, 2)

@@ -24,6 +24,10 @@ SCHEDULES = ("constant", "step", "cosine", "onecycle")
 AMP_MODES = ("auto", "off", "bf16", "fp16")
 NORMALIZATIONS = ("dataset", "imagenet", "rescale")
 AUGMENT_POLICIES = tuple(AUGMENTS)
+WORKERS_HELP = (
+    "processes decoding image files: min(8, CPUs - 1), or 0 when that is 1 (default here: "
+    f"{default_workers()}); in-memory data such as digits and CIFAR batches uses none"
+)
 
 
 def _field(default: Any, *, help_text: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
@@ -89,11 +93,7 @@ class TrainConfig:
     cache_dir: str | None = _field(
         None, help_text="folder for an on-disk copy of the decoded images (reused across runs)"
     )
-    workers: int = _field(
-        default_workers(),
-        help_text="processes decoding image files (default on this machine: "
-        f"{default_workers()} = min(8, CPUs - 1), 0 when that is 1; in-memory data such as digits needs none)",
-    )
+    workers: int = _field(default_workers(), help_text=WORKERS_HELP)
     # optimisation
     epochs: int = 15
     batch_size: int = 128
@@ -126,7 +126,8 @@ class TrainConfig:
         False, help_text="deterministic kernels: with --device cpu, a resumed run ends bit-identical"
     )
     tensorboard: bool = _field(
-        True, help_text="write per-epoch scalars to RUN/tensorboard when the tensorboard package is installed"
+        True,
+        help_text="per-epoch scalars in RUN/tensorboard when the tensorboard package is installed (default: on)",
     )
 
     def to_dict(self) -> dict:

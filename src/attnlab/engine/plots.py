@@ -24,8 +24,8 @@ def checkpoint_label(path: str | Path, metadata: dict) -> str:
 
 
 def plot_curves(history: list[dict], path: Path) -> Path:
-    """Accuracy, loss (log scale, so one spike does not flatten the rest) and learning rate per epoch, train vs
-    val, with whole-epoch ticks and the best validation epoch marked."""
+    """Accuracy, loss (log scale, so one spike does not flatten the rest; linear if a loss is 0) and learning rate
+    per epoch, train vs val, with whole-epoch ticks and the best validation epoch marked."""
     from matplotlib.ticker import MaxNLocator
 
     epochs = [row["epoch"] for row in history]
@@ -38,7 +38,8 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         ax.axvline(best, color="gray", ls=":", label=f"best val acc (epoch {best})")
         ax.set(xlabel="epoch", ylabel=metric)
     axes[0].set_title("top-1 accuracy per epoch")
-    axes[1].set(yscale="log", title="loss per epoch (log scale)")
+    positive = all(row[f"{split}_loss"] > 0 for row in history for split in ("train", "val"))
+    axes[1].set(yscale="log" if positive else "linear", title="loss per epoch" + (" (log scale)" * positive))
     axes[2].plot(epochs, [row["lr"] for row in history], marker=".", color="tab:green")
     axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate (last step of each epoch)")
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))

@@ -11,7 +11,7 @@ from attnlab import cli
 from attnlab.engine import plots
 from attnlab.engine.config import TrainConfig
 from attnlab.engine.trainer import METRICS, Trainer, epoch_line, train
-from attnlab.utils import default_workers, new_figure
+from attnlab.utils import default_workers, new_figure, progress_bar
 
 ROW = {
     "epoch": 3,
@@ -124,6 +124,14 @@ def test_workers_default_to_cpus_less_one_and_none_on_two_cpus(monkeypatch):
         monkeypatch.setattr("os.sched_getaffinity", lambda pid, n=cpus: set(range(n)), raising=False)
         assert default_workers() == workers
     assert TrainConfig.__dataclass_fields__["workers"].default >= 0
+
+
+def test_progress_bars_show_only_on_a_terminal_and_on_rank_0(monkeypatch):
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    assert progress_bar(range(3), desc="x").disable
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert not progress_bar(range(3), desc="x").disable
+    assert progress_bar(range(3), desc="x", enabled=False).disable
 
 
 def test_readme_documents_every_metrics_column():

@@ -181,7 +181,7 @@ class ImageSet:
         loader = DataLoader(
             DecodedFiles(self.source.files, self.size, self.fit),
             batch_size=32,
-            num_workers=self.workers,
+            num_workers=min(self.workers, len(self.source.files) // 32),  # a handful of files: no worker start-up
             collate_fn=as_list,
         )
         for batch in progress_bar(loader, desc=f"decoding {self.source.folder.name}", total=len(loader)):

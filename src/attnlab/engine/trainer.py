@@ -291,34 +291,31 @@ class Trainer:
             + (f" (TensorBoard: {self.logger.tensorboard_dir})" if self.logger and self.logger.writer else "")
         )
         start = time.perf_counter()
-        try:
-            for epoch in range(self.start_epoch, config.epochs):
-                row = self.train_epoch(epoch)
-                broadcast_buffers(self.eval_model)
-                self.last_val = evaluate(
-                    self.eval_model,
-                    progress_bar(
-                        self.val_batches.epoch(epoch),
-                        desc="validation",
-                        total=len(self.val_batches),
-                        enabled=is_main_process(),
-                    ),
-                    len(self.classes),
-                    self.device,
-                    amp_dtype=self.amp_dtype,
-                    channels_last=config.channels_last,
-                )
-                row.update(val_loss=self.last_val.loss, val_acc=self.last_val.top1, val_top5=self.last_val.top5)
-                self.history.append(row)
-                per_epoch = (time.perf_counter() - start) / (epoch + 1 - self.start_epoch)
-                self.end_epoch(row, eta_seconds=per_epoch * (config.epochs - epoch - 1))
-            if is_main_process():
-                if self.last_val is not None:
-                    self.write_plots()
-                self.provenance.finish()
-        finally:
-            if self.logger:
-                self.logger.close()
+        for epoch in range(self.start_epoch, config.epochs):
+            row = self.train_epoch(epoch)
+            broadcast_buffers(self.eval_model)
+            self.last_val = evaluate(
+                self.eval_model,
+                progress_bar(
+                    self.val_batches.epoch(epoch),
+                    desc="validation",
+                    total=len(self.val_batches),
+                    enabled=is_main_process(),
+                ),
+                len(self.classes),
+                self.device,
+                amp_dtype=self.amp_dtype,
+                channels_last=config.channels_last,
+            )
+            row.update(val_loss=self.last_val.loss, val_acc=self.last_val.top1, val_top5=self.last_val.top5)
+            self.history.append(row)
+            per_epoch = (time.perf_counter() - start) / (epoch + 1 - self.start_epoch)
+            self.end_epoch(row, eta_seconds=per_epoch * (config.epochs - epoch - 1))
+        if is_main_process():
+            if self.last_val is not None:
+                self.write_plots()
+            self.provenance.finish()
+            self.logger.close()  # a run that fails leaves the writer's daemon thread; each epoch was flushed
         return self.history[-1] if self.history else {}
 
     def train_epoch(self, epoch: int) -> dict:

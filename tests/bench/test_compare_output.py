@@ -74,12 +74,18 @@ def test_noise_caveat_gives_the_binomial_sampling_error():
     assert "100 validation images" in caveat and "±5.0 points" in caveat
 
 
-@pytest.mark.parametrize("seeds", [[0], [0, 1]])
-def test_plot_titles_follow_the_number_of_seeds(seeds, tmp_path):
-    from attnlab.bench.compare import write_plots
+@pytest.mark.parametrize("seeds, over", [([0], "(seed 0)"), ([0, 1], "(mean ± std over 2 seeds)")])
+def test_plots_have_whole_epochs_log_loss_and_titles_that_follow_the_seeds(seeds, over, tmp_path, monkeypatch):
+    from attnlab.bench import compare as module
+    from attnlab.utils import new_figure
 
-    history = [{"epoch": e, "val_acc": 0.5, "train_loss": 1.0, "val_loss": 2.0} for e in (1, 2)]
+    figures = []
+    monkeypatch.setattr(module, "new_figure", lambda *size: figures.append(new_figure(*size)) or figures[-1])
+    history = [{"epoch": 1, "val_acc": 0.5, "train_loss": 1.0, "val_loss": 2.0}]  # one epoch: no 0.95, 1.05 ticks
     rep = report(seeds, {"resnet20": [0.5] * len(seeds)})
     rep["models"][0]["histories"] = [history] * len(seeds)
-    write_plots(rep, tmp_path)
-    assert (tmp_path / "loss.png").stat().st_size > 0
+    module.write_plots(rep, tmp_path)
+    accuracy, losses, _ = figures
+    assert accuracy.axes[0].get_title() == f"validation accuracy {over}"
+    for ax in losses.axes:
+        assert ax.get_title().endswith(over) and ax.get_yscale() == "log" and list(ax.get_xticks()) == [1]

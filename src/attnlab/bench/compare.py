@@ -19,6 +19,7 @@ from pathlib import Path
 from attnlab.bench.throughput import count_flops
 from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, resolve_config
 from attnlab.engine.modeling import model_for_config
+from attnlab.engine.plots import epoch_axis, loss_axis
 from attnlab.engine.rundir import safe_component
 from attnlab.engine.trainer import train
 from attnlab.utils import environment, markdown_table, new_figure, read_yaml_mapping, resolve_device
@@ -375,7 +376,6 @@ def report_markdown(report: dict) -> str:
 def _band(ax, histories: list[list[dict]], key: str, label: str, scale: float = 1.0) -> None:
     """Mean over seeds of ``scale * key`` per epoch, with a mean ± std band; whole epochs on the x axis."""
     import numpy as np
-    from matplotlib.ticker import MaxNLocator
 
     epochs = min(len(h) for h in histories)
     values = scale * np.array([[row[key] for row in h[:epochs]] for h in histories], dtype=float)
@@ -383,7 +383,7 @@ def _band(ax, histories: list[list[dict]], key: str, label: str, scale: float = 
     mean, std = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else np.zeros(epochs)
     (line,) = ax.plot(x, mean, label=label, marker="o" if epochs == 1 else None)
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax, list(range(1, epochs + 1)))
 
 
 def write_plots(report: dict, out: Path) -> None:
@@ -402,7 +402,8 @@ def write_plots(report: dict, out: Path) -> None:
     for ax, key in zip(axes, ("train_loss", "val_loss")):
         for row in rows:
             _band(ax, row["histories"], key, row["label"])
-        ax.set(xlabel="epoch", ylabel="loss (log scale)", yscale="log")
+        log = loss_axis(ax, [r[key] for row in rows for h in row["histories"] for r in h])
+        ax.set(xlabel="epoch", ylabel="loss" + " (log scale)" * log)
         ax.set_title(f"{key.replace('_', ' ')} ({_over_seeds(report)})")
         ax.grid(alpha=0.3)
         ax.legend()

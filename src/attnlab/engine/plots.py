@@ -23,11 +23,32 @@ def checkpoint_label(path: str | Path, metadata: dict) -> str:
     return f"{role}, epoch {metadata.get('epoch', '?')}" + (f" of {epochs}" if epochs else "")
 
 
+def epoch_axis(ax, epochs: list[int]) -> None:
+    """Whole epochs on the x axis: every epoch of a short run, whole numbers only on a long one."""
+    from matplotlib.ticker import MaxNLocator
+
+    if len(epochs) <= 20:
+        ax.set_xticks(epochs)
+    else:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+
+def loss_axis(ax, values: list[float]) -> bool:
+    """A log-scale y axis (so one spike does not flatten the rest) with plain numbers as labels, when every value
+    is positive; returns whether it is log."""
+    from matplotlib.ticker import FormatStrFormatter
+
+    log = all(v > 0 for v in values)
+    if log:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+    return log
+
+
 def plot_curves(history: list[dict], path: Path) -> Path:
     """Accuracy, loss (log scale, so one spike does not flatten the rest; linear if a loss is 0) and learning rate
     per epoch, train vs val, with whole-epoch ticks and the best validation epoch marked."""
-    from matplotlib.ticker import MaxNLocator
-
     epochs = [row["epoch"] for row in history]
     best = max(history, key=lambda row: row["val_acc"])["epoch"]
     fig = new_figure(14, 4)
@@ -38,13 +59,13 @@ def plot_curves(history: list[dict], path: Path) -> Path:
         ax.axvline(best, color="gray", ls=":", label=f"best val acc (epoch {best})")
         ax.set(xlabel="epoch", ylabel=metric)
     axes[0].set_title("top-1 accuracy per epoch")
-    positive = all(row[f"{split}_loss"] > 0 for row in history for split in ("train", "val"))
-    axes[1].set(yscale="log" if positive else "linear", title="loss per epoch" + (" (log scale)" * positive))
+    log = loss_axis(axes[1], [row[f"{split}_loss"] for row in history for split in ("train", "val")])
+    axes[1].set_title("loss per epoch" + " (log scale)" * log)
     axes[2].plot(epochs, [row["lr"] for row in history], marker=".", color="tab:green")
     axes[2].set(xlabel="epoch", ylabel="learning rate", title="learning rate (last step of each epoch)")
     axes[2].ticklabel_format(axis="y", style="sci", scilimits=(-3, 3))
     for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        epoch_axis(ax, epochs)
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=8)
     axes[1].legend(fontsize=8)

@@ -36,13 +36,14 @@ def epoch_axis(ax, epochs: list[int]) -> None:
 def loss_axis(ax, values: list[float]) -> bool:
     """A log-scale y axis (so one spike does not flatten the rest) with plain numbers as labels, when every value
     is positive; returns whether it is log."""
-    from matplotlib.ticker import FormatStrFormatter
+    from matplotlib.ticker import FormatStrFormatter, NullFormatter
 
     log = all(v > 0 for v in values)
     if log:
         ax.set_yscale("log")
         ax.yaxis.set_major_formatter(FormatStrFormatter("%g"))
-        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g"))
+        narrow = max(values) < 10 * min(values)  # within one decade the powers of 10 alone leave no label
+        ax.yaxis.set_minor_formatter(FormatStrFormatter("%g") if narrow else NullFormatter())
     return log
 
 

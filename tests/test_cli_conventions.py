@@ -143,6 +143,7 @@ def test_plain_bench_is_sized_for_a_cpu():
 def test_seeds_mean_the_same_in_compare_and_kernel_sweep(monkeypatch, tmp_path):
     got = {}
     monkeypatch.setattr("attnlab.cli.run_spec", lambda spec: got.update(compare=spec.seeds))
+    monkeypatch.setattr("attnlab.cli.compare_table", lambda report: "")
     monkeypatch.setattr("attnlab.cli.kernel_sweep", lambda model, k, seeds, *a, **kw: got.update(sweep=list(seeds)))
     assert main(["compare", "--models", "resnet20", "--seed", "5", "--seeds", "2", "--out", str(tmp_path)]) == 0
     assert main(["analyze", "kernel-sweep", "--seed", "5", "--seeds", "2", "--out", str(tmp_path)]) == 0

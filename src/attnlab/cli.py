@@ -24,14 +24,29 @@ from attnlab.analysis.activations import excitation_study, excitation_table
 from attnlab.analysis.cam import CAM_METHODS, cam_panel, plot_cams
 from attnlab.analysis.kernel_sweep import kernel_sweep
 from attnlab.bench import benchmark, results_markdown
-from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
+from attnlab.bench.compare import (
+    CompareConfig,
+    compare_table,
+    load_compare_config,
+    parse_models,
+    parse_seeds,
+    run_spec,
+)
 from attnlab.bench.demo import run_demo
 from attnlab.bench.modules import CHANNELS, library_markdown, library_table
 from attnlab.engine.batches import eval_batches_for
-from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, config_from_run, field_help, list_recipes, resolve_config
+from attnlab.engine.config import (
+    TRAIN_FIELDS,
+    WORKERS_HELP,
+    TrainConfig,
+    config_from_run,
+    field_help,
+    list_recipes,
+    resolve_config,
+)
 from attnlab.engine.evaluate import evaluate
-from attnlab.engine.inference import load_model
-from attnlab.engine.plots import plot_confusion
+from attnlab.engine.inference import checkpoint_path, load_model
+from attnlab.engine.plots import checkpoint_label, plot_confusion
 from attnlab.engine.predict import (
     collect_images,
     load_classifier,
@@ -49,6 +64,7 @@ from attnlab.utils import (
     DEVICE_HELP,
     atomic_write_text,
     check_positive_int,
+    default_workers,
     environment,
     resolve_amp,
     resolve_device,
@@ -214,7 +230,7 @@ def add_evaluation_data_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", help="data as for train (its test/val split is used; default: the run's)")
     parser.add_argument("--val", help="a class-folder tree to use instead")
     parser.add_argument("--batch-size", type=int, default=64, help="images per batch")
-    parser.add_argument("--workers", type=int, default=0, help="DataLoader worker processes for decoding images")
+    parser.add_argument("--workers", type=int, default=default_workers(), help=WORKERS_HELP)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -274,7 +290,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
     for name, acc in report["per_class_accuracy"].items():
         print(f"  {name:<24} {acc:.4f}")
     atomic_write_text(out / "eval.json", json.dumps(report, indent=2))
-    plot_confusion(result.confusion, metadata["classes"], out / "eval_confusion.png")
+    source = checkpoint_label(checkpoint_path(args.run), metadata)
+    plot_confusion(result.confusion, metadata["classes"], out / "eval_confusion.png", f"{source}, on {report['data']}")
     print(f"wrote {out / 'eval.json'} and {out / 'eval_confusion.png'}")
 
 
@@ -372,7 +389,7 @@ def cmd_analyze_ablate(args: argparse.Namespace) -> None:
     out = analysis_out(args, ("ablation.md", "ablation.json"))
     model, metadata, stages, device, batches = load_for_analysis(args)
     rows = ablate_stages(model, stages, lambda: batches.epoch(0), len(metadata["classes"]), device, args.modes)
-    print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {args.data or args.val}"))
+    print(write_ablation_report(rows, out, f"{metadata['model']} ({args.run}) on {batches.images.name}"))
     print(f"wrote {out / 'ablation.md'} and {out / 'ablation.json'}")
 
 
@@ -447,7 +464,7 @@ def cmd_compare(args: argparse.Namespace) -> None:
         count = args.seeds if args.seeds is not None else len(spec.seeds)
         spec.seeds = parse_seeds(count, first=args.seed if args.seed is not None else spec.seeds[0])
     spec.out = args.out or spec.out
-    run_spec(spec)
+    print(compare_table(run_spec(spec)))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,5 +1,6 @@
 """Small helpers every attnlab package may use, each written once: argument checks, close-match errors, atomic
-file writes, safetensors reading, Markdown tables, figures, devices, mixed precision and output differences.
+file writes, safetensors reading, Markdown tables, figures, progress bars, worker counts, devices, mixed precision
+and output differences.
 
 This module imports nothing else of attnlab, so any layer can depend on it.
 """
@@ -15,13 +16,14 @@ import shlex
 import subprocess
 import sys
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
 import yaml
+from tqdm import tqdm
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -235,6 +237,24 @@ def max_error(got: torch.Tensor, want: torch.Tensor) -> tuple[float, float]:
     not blow it up."""
     abs_err = (got.float() - want.float()).abs().max().item()
     return abs_err, abs_err / max(want.float().abs().max().item(), torch.finfo(torch.float32).tiny)
+
+
+# ---------------------------------------------------------------------------------------- progress, workers
+
+
+def progress_bar(iterable: Iterable, *, desc: str, total: int | None = None, enabled: bool = True) -> tqdm:
+    """A tqdm bar over ``iterable`` on stderr that disappears when done; silent when stderr is no terminal (logs,
+    pipes, tests) or ``enabled`` is False (e.g. on every process but rank 0)."""
+    return tqdm(iterable, desc=desc, total=total, leave=False, disable=not (enabled and sys.stderr.isatty()))
+
+
+def default_workers() -> int:
+    """DataLoader worker processes for decoding image files: one per CPU this process may use, less one for the
+    main process, at most 8; 0 (decode in the main process) when that leaves a single worker, which would only
+    take turns with the main process. In-memory data (digits, CIFAR batches, cached images) uses no workers."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    workers = min(8, cpus - 1)
+    return workers if workers > 1 else 0
 
 
 # ---------------------------------------------------------------------------------------------- provenance

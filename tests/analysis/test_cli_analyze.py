@@ -174,3 +174,11 @@ def test_analyses_work_on_attach_runs(trained, tmp_path):
     assert [b["stage"] for b in report["blocks"]] == [1, 2, 3]
     image = str(data / "test" / "circle" / "0.png")
     assert main(["analyze", "cam", str(run), image, "--out", str(tmp_path / "cam"), "--device", "cpu"]) == 0
+
+
+def test_ablate_without_data_names_the_run_data_it_used(trained, tmp_path, capsys):
+    data, run = trained
+    common = ["--out", str(tmp_path), "--device", "cpu", "--modes", "identity"]
+    assert main(["analyze", "ablate", str(run), *common]) == 0
+    title = capsys.readouterr().out.splitlines()[0]
+    assert "None" not in title and f"on {data / 'test'}" in title

@@ -3,6 +3,7 @@ import pytest
 from attnlab.analysis.kernel_sweep import (
     plot_kernel_sweep,
     resolved_kernel_sizes,
+    settings_text,
     sweep_entries,
     sweep_markdown,
     sweep_rows,
@@ -54,3 +55,22 @@ def test_rows_table_and_plot_from_a_compare_report(tmp_path):
     assert "| adaptive (k = 3/5) | 2 | 55.00 +- 7.07 | +0.00 | 50.00, 60.00 |" in table
     assert "| k = 3 | 2 | 40.00 +- 0.00 | -15.00 | 40.00, 40.00 |" in table
     assert plot_kernel_sweep(rows, [3], tmp_path / "sweep.png").stat().st_size > 0
+
+
+def test_plot_title_and_table_show_the_settings_as_text_not_json(tmp_path, monkeypatch):
+    from attnlab.analysis import kernel_sweep as module
+    from attnlab.utils import new_figure
+
+    figures = []
+    monkeypatch.setattr(module, "new_figure", lambda *size: figures.append(new_figure(*size)) or figures[-1])
+    one_seed = {"mean": 0.5, "std": 0.0, "per_seed": [0.5]}
+    rows = [{"setting": "adaptive", "k": None, "val_acc": one_seed}, {"setting": "k3", "k": 3, "val_acc": one_seed}]
+    settings = settings_text({"data": "flowers", "epochs": 3, "milestones": [2], "extra": {"gamma": 2}})
+    assert settings == "data: flowers, epochs: 3, milestones: [2], extra: gamma=2"
+    plot_kernel_sweep(rows, [3], tmp_path / "sweep.png", "eca_resnet20, recipe fast", settings)
+    (figure,) = figures
+    titles = [figure.get_suptitle(), *(ax.get_title() for ax in figure.axes)]
+    assert "eca_resnet20, recipe fast" in titles and "epochs: 3" in figure.get_suptitle()
+    assert not any("{" in title for title in titles)
+    table = sweep_markdown(rows, [3], "t", settings)
+    assert "Settings: data: flowers" in table and "+-" not in table  # one seed: no spread to show

@@ -1,6 +1,7 @@
 """attnlab.bench.compare: two tiny models x 2 seeds on a generated 2-class image folder, 1 epoch of 8 px."""
 
 import json
+import shutil
 import statistics
 from pathlib import Path
 
@@ -79,8 +80,7 @@ def test_compare_skips_finished_runs_and_redoes_only_missing_ones(comparison):
     assert [r["status"] for r in run()["runs"]] == ["skipped"] * 4
     assert [p.stat().st_mtime_ns for p in weights] == mtimes
 
-    for path in (out / "runs" / "eca_resnet20-s1").iterdir():
-        path.unlink()
+    shutil.rmtree(out / "runs" / "eca_resnet20-s1")
     statuses = {(r["label"], r["seed"]): r["status"] for r in run()["runs"]}
     assert statuses.pop(("eca_resnet20", 1)) == "trained"
     assert set(statuses.values()) == {"skipped"}
@@ -129,3 +129,18 @@ def test_model_cost_counts_attached_modules():
     se_params = sum(2 * c * (c // 16) + c // 16 + c for c in (16, 32, 64)) * 3  # 3 blocks per stage
     assert params - plain_params == se_params + 9  # + one zero-initialised blend scale per inserted module
     assert flops > plain_flops  # the SE MLPs' matmuls
+
+
+def test_cli_compare_prints_the_table_and_the_noise_caveat(comparison, capsys):
+    from attnlab import cli
+
+    _, _, out = comparison
+    data = json.loads((out / "report.json").read_text())["overrides"]["data"]
+    flags = ["--data", data, "--epochs", "1", "--img-size", "8", "--cache-size", "8", "--batch-size", "4"]
+    models = ",".join(MODELS)
+    assert cli.main(["compare", "--models", models, "--seeds", str(SEEDS), "--out", str(out), *flags]) == 0
+    printed = capsys.readouterr().out
+    lines = printed.splitlines()
+    header = next(i for i, line in enumerate(lines) if line.startswith("model ") and "val acc (%)" in line)
+    assert [line.split()[0] for line in lines[header + 1 : header + 3]] == MODELS
+    assert "± is the sample standard deviation over seeds" in printed

@@ -9,6 +9,7 @@ asked), so finished runs are skipped, interrupted ones resumed, and compare's re
 from __future__ import annotations
 
 import json
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -63,9 +64,21 @@ def _adaptive_label(adaptive_k: Sequence[int]) -> str:
     return f"adaptive (k = {'/'.join(map(str, sorted(set(adaptive_k))))})"
 
 
-def sweep_markdown(rows: Sequence[dict], adaptive_k: Sequence[int], title: str = "") -> str:
-    """The rows as a Markdown table (last-epoch val top-1 in %, mean +- sample std over seeds, each seed)."""
+def settings_text(overrides: dict) -> str:
+    """Shared training overrides as a readable line, e.g. 'data: flowers, epochs: 10, img_size: 64' (no JSON: a
+    mapping reads 'k_size=3 gamma=2')."""
+
+    def text(value: object) -> str:
+        return " ".join(f"{k}={v}" for k, v in value.items()) if isinstance(value, dict) else str(value)
+
+    return ", ".join(f"{key}: {text(value)}" for key, value in overrides.items()) or "the recipe's settings"
+
+
+def sweep_markdown(rows: Sequence[dict], adaptive_k: Sequence[int], title: str = "", settings: str = "") -> str:
+    """The rows as a Markdown table (last-epoch val top-1 in %, mean +- sample std over seeds, each seed; the mean
+    alone for one seed) under ``title`` and a ``settings`` line."""
     lines = [f"### {title}", ""] if title else []
+    lines += [f"Settings: {settings}", ""] if settings else []
     head = ["kernel size", "seeds", "val top-1 (%)", "delta vs adaptive (points)", "per seed"]
     adaptive = next(100 * r["val_acc"]["mean"] for r in rows if r["k"] is None)
     cells = []
@@ -75,7 +88,7 @@ def sweep_markdown(rows: Sequence[dict], adaptive_k: Sequence[int], title: str =
             [
                 _adaptive_label(adaptive_k) if row["k"] is None else f"k = {row['k']}",
                 len(stats["per_seed"]),
-                f"{100 * stats['mean']:.2f} +- {100 * stats['std']:.2f}",
+                f"{100 * stats['mean']:.2f}" + (f" +- {100 * stats['std']:.2f}" if len(stats["per_seed"]) > 1 else ""),
                 f"{100 * stats['mean'] - adaptive:+.2f}",
                 ", ".join(f"{100 * a:.2f}" for a in stats["per_seed"]),
             ]
@@ -84,9 +97,11 @@ def sweep_markdown(rows: Sequence[dict], adaptive_k: Sequence[int], title: str =
     return "\n".join(lines) + "\n"
 
 
-def plot_kernel_sweep(rows: Sequence[dict], adaptive_k: Sequence[int], path: str | Path, title: str = "") -> Path:
+def plot_kernel_sweep(
+    rows: Sequence[dict], adaptive_k: Sequence[int], path: str | Path, title: str = "", settings: str = ""
+) -> Path:
     """Val top-1 vs fixed k (mean with std error bars, seeds as dots); the adaptive k as a horizontal line
-    with a +- std band."""
+    with a +- std band; ``settings`` goes, wrapped, into a small subtitle."""
     fixed = sorted((row for row in rows if row["k"] is not None), key=lambda row: row["k"])
     fig = new_figure(6, 4)
     ax = fig.subplots()
@@ -107,7 +122,10 @@ def plot_kernel_sweep(rows: Sequence[dict], adaptive_k: Sequence[int], path: str
             mean, std = 100 * row["val_acc"]["mean"], 100 * row["val_acc"]["std"]
             ax.axhline(mean, color="tab:red", ls="--", label=_adaptive_label(adaptive_k))
             ax.axhspan(mean - std, mean + std, color="tab:red", alpha=0.12)
-    ax.set(xlabel="ECA kernel size k", ylabel="val top-1 (%)", xticks=ks, title=title or "ECA kernel size sweep")
+    ax.set(xlabel="ECA kernel size k", ylabel="val top-1 (%)", xticks=ks)
+    ax.set_title(title or "ECA kernel size sweep", fontsize=10)
+    if settings:
+        fig.suptitle(textwrap.fill(settings, 90), fontsize=7, color="dimgray")
     ax.grid(alpha=0.3)
     ax.legend()
     path = Path(path)
@@ -134,9 +152,11 @@ def kernel_sweep(
     report = compare(entries, recipe=recipe, seeds=list(seeds), out=out, overrides=overrides, progress=progress)
     adaptive_k = resolved_kernel_sizes(model, attention, entries[0].overrides["attention_kwargs"])
     rows = sweep_rows(report)
-    title = f"{model}, recipe {recipe}, {report['models'][0]['epochs']} epochs, {json.dumps(overrides)}"
+    seeds, epochs = len(rows[0]["val_acc"]["per_seed"]), report["models"][0]["epochs"]
+    title = f"{model}, recipe {recipe}, {epochs} epoch{'s' * (epochs > 1)}, {seeds} seed{'s' * (seeds > 1)}"
+    settings = settings_text(overrides)
     out = Path(out)
-    table = sweep_markdown(rows, adaptive_k, title)
+    table = sweep_markdown(rows, adaptive_k, title, settings)
     (out / "kernel_sweep.md").write_text(table)
     (out / "kernel_sweep.json").write_text(
         json.dumps(
@@ -144,5 +164,5 @@ def kernel_sweep(
             indent=2,
         )
     )
-    plot_kernel_sweep(rows, adaptive_k, out / "kernel_sweep.png", title)
+    plot_kernel_sweep(rows, adaptive_k, out / "kernel_sweep.png", title, settings)
     return table

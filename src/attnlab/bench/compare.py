@@ -9,6 +9,7 @@ is rebuilt from the run directories every time.
 from __future__ import annotations
 
 import json
+import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,7 @@ from pathlib import Path
 from attnlab.bench.throughput import count_flops
 from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, resolve_config
 from attnlab.engine.modeling import model_for_config
+from attnlab.engine.plots import epoch_axis, loss_axis
 from attnlab.engine.rundir import safe_component
 from attnlab.engine.trainer import train
 from attnlab.utils import environment, markdown_table, new_figure, read_yaml_mapping, resolve_device
@@ -232,6 +234,7 @@ def summarise(spec: CompareConfig) -> dict:
                 "train_acc": _mean_std([h[-1]["train_acc"] for h in histories]),
                 "val_acc": _mean_std([h[-1]["val_acc"] for h in histories]),
                 "best_val_acc": _mean_std([max(row["val_acc"] for row in h) for h in histories]),
+                "val_images": metadata[0]["val_result"]["images"],
                 "params": params,
                 "flops": flops,
                 "train_images_per_s": statistics.fmean(
@@ -260,35 +263,45 @@ def summarise(spec: CompareConfig) -> dict:
 
 
 def _pct(stats: dict) -> str:
-    return f"{100 * stats['mean']:.2f} ± {100 * stats['std']:.2f}"
+    """'32.00 ± 1.20' (mean ± sample std over seeds, in %), or '32.00' for one seed, where there is no spread."""
+    mean = f"{100 * stats['mean']:.2f}"
+    return mean if len(stats["per_seed"]) == 1 else f"{mean} ± {100 * stats['std']:.2f}"
 
 
-def report_markdown(report: dict) -> str:
-    rows = report["models"]
-    sizes = sorted({row["img_size"] for row in rows})
-    lines = [
-        f"# Comparison: recipe `{report['recipe']}`, seeds {report['seeds']}",
-        "",
-        (
-            f"Shared overrides: `{json.dumps(report['overrides'])}`. Accuracies are top-1 in % at the last epoch, "
-            "mean ± sample std over seeds; Δ is the difference of the mean val acc to the baseline "
-            f"`{report['baseline']}` in points. FLOPs: one image at {'/'.join(map(str, sizes))} px, eval mode "
-            "(torch.utils.flop_counter, convs and matmuls). Train images/s: the median epoch of each run, mean "
-            "over seeds; inference images/s: the engine's evaluation of the best checkpoint (model compute only); "
-            "wall time: mean per run (training with evaluation and checkpoints)."
-        ),
-        "",
-        (
-            "Environment of this report: {hardware} ({device}), torch {torch}, attnlab {attnlab}, git "
-            "{git_commit}; `{command}` at {time}.".format(**report["environment"])
-        ),
-        "",
-    ]
+def _over_seeds(report: dict) -> str:
+    """'mean ± std over 3 seeds' or, for one seed, 'seed 0'."""
+    seeds = report["seeds"]
+    return f"seed {seeds[0]}" if len(seeds) == 1 else f"mean ± std over {len(seeds)} seeds"
+
+
+def noise_caveat(report: dict) -> str:
+    """How far the accuracies can be trusted: what ± means, and the sampling error of one accuracy measured on the
+    validation images (binomial standard error at the baseline's accuracy)."""
+    seeds, baseline = report["seeds"], report["models"][0]
+    p, n = baseline["val_acc"]["mean"], baseline["val_images"]
+    sampling = (
+        f"With {n} validation images, one accuracy near {100 * p:.0f}% has a sampling error of about "
+        f"±{100 * math.sqrt(p * (1 - p) / n):.1f} points (binomial standard error)."
+    )
+    if len(seeds) == 1:
+        return (
+            f"One seed ({seeds[0]}): the spread over seeds is not measured, so a Δ of a few points may be seed noise; "
+            f"use --seeds 3 or more to measure it. {sampling}"
+        )
+    return (
+        f"{len(seeds)} seeds ({', '.join(map(str, seeds))}): ± is the sample standard deviation over seeds; treat a Δ "
+        f"smaller than about twice the larger std as noise. {sampling}"
+    )
+
+
+def _results_table(report: dict) -> tuple[list[str], list[list[str]]]:
+    """(head, rows) of the comparison table; one seed has no per-seed column and no ±."""
+    several = len(report["seeds"]) > 1
     head = [
         "model",
-        "val acc",
+        "val acc (%)",
         "Δ val (points)",
-        "val acc per seed",
+        *(["val acc per seed"] if several else []),
         "best val acc",
         "train acc",
         "params (M)",
@@ -302,7 +315,7 @@ def report_markdown(report: dict) -> str:
             row["label"],
             _pct(row["val_acc"]),
             f"{row['delta_val_points']:+.2f}",
-            ", ".join(f"{100 * v:.2f}" for v in row["val_acc"]["per_seed"]),
+            *([", ".join(f"{100 * v:.2f}" for v in row["val_acc"]["per_seed"])] if several else []),
             _pct(row["best_val_acc"]),
             _pct(row["train_acc"]),
             f"{row['params'] / 1e6:.3f}",
@@ -311,8 +324,52 @@ def report_markdown(report: dict) -> str:
             f"{row['infer_images_per_s']:.1f}",
             "-" if row["wall_seconds"] is None else f"{row['wall_seconds']:.0f}",
         ]
-        for row in rows
+        for row in report["models"]
     ]
+    return head, table
+
+
+def compare_table(report: dict) -> str:
+    """The comparison for a terminal: a title, the table of ``report.md`` in aligned columns, and the noise
+    caveat."""
+    head, rows = _results_table(report)
+    widths = [max(len(cell) for cell in column) for column in zip(head, *rows)]
+    lines = [
+        f"recipe {report['recipe']}, last-epoch top-1 in % ({_over_seeds(report)}); Δ: val acc minus the baseline "
+        f"{report['baseline']}'s, in points",
+        *(
+            "  ".join(cell.ljust(w) if i == 0 else cell.rjust(w) for i, (cell, w) in enumerate(zip(line, widths)))
+            for line in [head, *rows]
+        ),
+        noise_caveat(report),
+    ]
+    return "\n".join(lines)
+
+
+def report_markdown(report: dict) -> str:
+    rows = report["models"]
+    sizes = sorted({row["img_size"] for row in rows})
+    lines = [
+        f"# Comparison: recipe `{report['recipe']}`, seeds {report['seeds']}",
+        "",
+        (
+            f"Shared overrides: `{json.dumps(report['overrides'])}`. Accuracies are top-1 in % at the last epoch, "
+            f"{_over_seeds(report)}; Δ is the difference of the val acc to the baseline "
+            f"`{report['baseline']}` in points. FLOPs: one image at {'/'.join(map(str, sizes))} px, eval mode "
+            "(torch.utils.flop_counter, convs and matmuls). Train images/s: the median epoch of each run, mean "
+            "over seeds; inference images/s: the engine's evaluation of the best checkpoint (model compute only); "
+            "wall time: mean per run (training with evaluation and checkpoints)."
+        ),
+        "",
+        f"Noise: {noise_caveat(report)}",
+        "",
+        (
+            "Environment of this report: {hardware} ({device}), torch {torch}, attnlab {attnlab}, git "
+            "{git_commit}; `{command}` at {time}.".format(**report["environment"])
+        ),
+        "",
+    ]
+    head, table = _results_table(report)
     lines += [markdown_table(head, table), "", *(f"![{name}]({file})" for name, file in PLOTS.items()), ""]
     return "\n".join(lines)
 
@@ -320,7 +377,6 @@ def report_markdown(report: dict) -> str:
 def _band(ax, histories: list[list[dict]], key: str, label: str, scale: float = 1.0) -> None:
     """Mean over seeds of ``scale * key`` per epoch, with a mean ± std band; whole epochs on the x axis."""
     import numpy as np
-    from matplotlib.ticker import MaxNLocator
 
     epochs = min(len(h) for h in histories)
     values = scale * np.array([[row[key] for row in h[:epochs]] for h in histories], dtype=float)
@@ -328,7 +384,7 @@ def _band(ax, histories: list[list[dict]], key: str, label: str, scale: float = 
     mean, std = values.mean(0), values.std(0, ddof=1) if len(values) > 1 else np.zeros(epochs)
     (line,) = ax.plot(x, mean, label=label, marker="o" if epochs == 1 else None)
     ax.fill_between(x, mean - std, mean + std, color=line.get_color(), alpha=0.2)
-    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    epoch_axis(ax, list(range(1, epochs + 1)))
 
 
 def write_plots(report: dict, out: Path) -> None:
@@ -337,7 +393,7 @@ def write_plots(report: dict, out: Path) -> None:
     ax = fig.subplots()
     for row in rows:
         _band(ax, row["histories"], "val_acc", row["label"], scale=100)
-    ax.set(xlabel="epoch", ylabel="val top-1 (%)", title="validation accuracy (mean ± std over seeds)")
+    ax.set(xlabel="epoch", ylabel="val top-1 (%)", title=f"validation accuracy ({_over_seeds(report)})")
     ax.grid(alpha=0.3)
     ax.legend()
     fig.savefig(out / PLOTS["val_accuracy"], dpi=100)
@@ -347,7 +403,9 @@ def write_plots(report: dict, out: Path) -> None:
     for ax, key in zip(axes, ("train_loss", "val_loss")):
         for row in rows:
             _band(ax, row["histories"], key, row["label"])
-        ax.set(xlabel="epoch", ylabel="loss", title=f"{key.replace('_', ' ')} (mean ± std over seeds)")
+        log = loss_axis(ax, [r[key] for row in rows for h in row["histories"] for r in h])
+        ax.set(xlabel="epoch", ylabel="loss" + " (log scale)" * log)
+        ax.set_title(f"{key.replace('_', ' ')} ({_over_seeds(report)})")
         ax.grid(alpha=0.3)
         ax.legend()
     fig.savefig(out / PLOTS["loss"], dpi=100)

@@ -24,7 +24,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import save_file
 from torch.utils.data import DataLoader, Dataset
 
-from attnlab.utils import atomic_write, check_writable_folder
+from attnlab.utils import atomic_write, check_writable_folder, progress_bar
 
 DEFAULT_MAX_CACHE_BYTES = 8 * 2**30
 CACHE_FORMAT = 1  # bump when the cached pixels would change for the same files
@@ -181,10 +181,10 @@ class ImageSet:
         loader = DataLoader(
             DecodedFiles(self.source.files, self.size, self.fit),
             batch_size=32,
-            num_workers=self.workers,
+            num_workers=min(self.workers, len(self.source.files) // 32),  # a handful of files: no worker start-up
             collate_fn=as_list,
         )
-        for batch in loader:
+        for batch in progress_bar(loader, desc=f"decoding {self.source.folder.name}", total=len(loader)):
             for index, image in batch:
                 if isinstance(image, str):
                     self.skip(index, image)

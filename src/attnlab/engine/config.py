@@ -18,12 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from attnlab.data import AUGMENTS
-from attnlab.utils import AMP_HELP, AMP_MODES, DEVICE_HELP, read_yaml_mapping, unknown_name_error
+from attnlab.utils import AMP_HELP, AMP_MODES, DEVICE_HELP, default_workers, read_yaml_mapping, unknown_name_error
 
 OPTIMIZERS = ("sgd", "adam", "adamw")
 SCHEDULES = ("constant", "step", "cosine", "onecycle")
 NORMALIZATIONS = ("dataset", "imagenet", "rescale")
 AUGMENT_POLICIES = tuple(AUGMENTS)
+WORKERS_HELP = (
+    "processes decoding image files: min(8, CPUs - 1), or 0 when that is 1; in-memory data such as digits and "
+    "CIFAR batches uses none"
+)
 
 
 def _field(default: Any, *, help_text: str | None = None, choices: tuple[str, ...] | None = None) -> Any:
@@ -88,7 +92,7 @@ class TrainConfig:
     cache_dir: str | None = _field(
         None, help_text="folder for an on-disk copy of the decoded images (reused across runs)"
     )
-    workers: int = _field(0, help_text="DataLoader worker processes for decoding images")
+    workers: int = _field(default_workers(), help_text=WORKERS_HELP)
     # optimisation
     epochs: int = 15
     batch_size: int = 128
@@ -120,7 +124,10 @@ class TrainConfig:
     deterministic: bool = _field(
         False, help_text="deterministic kernels: with --device cpu, a resumed run ends bit-identical"
     )
-    tensorboard: bool = False
+    tensorboard: bool = _field(
+        True,
+        help_text="per-epoch scalars in RUN/tensorboard when the tensorboard package is installed (default: on)",
+    )
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

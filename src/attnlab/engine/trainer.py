@@ -13,7 +13,6 @@ import json
 import math
 import os
 import random
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -23,7 +22,6 @@ import torch
 import torch.nn.functional as F
 import yaml
 from torch import nn
-from tqdm import tqdm
 
 from attnlab.attention import attention_layers
 from attnlab.engine.batches import preprocess_for, splits_for, train_val_batches
@@ -51,20 +49,40 @@ from attnlab.engine.rundir import (
 )
 from attnlab.engine.schedule import build_optimizer, build_scheduler
 from attnlab.retrofit import load_original_weights
-from attnlab.utils import atomic_write_text, autocast, check_writable_folder, resolve_amp, resolve_device
+from attnlab.utils import (
+    atomic_write_text,
+    autocast,
+    check_writable_folder,
+    progress_bar,
+    resolve_amp,
+    resolve_device,
+)
 
 RESUME_FILE = "resume.safetensors"
-METRIC_FIELDS = [
-    "epoch",
-    "train_loss",
-    "train_acc",
-    "val_loss",
-    "val_acc",
-    "val_top5",
-    "lr",
-    "epoch_seconds",
-    "train_images_per_s",
-]
+# The columns of metrics.csv (and keys of metrics.jsonl), one row per finished epoch. README "Metrics" lists them.
+METRICS = {
+    "epoch": "the epoch, counted from 1",
+    "train_loss": "mean training loss over the epoch's batches (with mixup/label smoothing when on, so it runs "
+    "higher than val_loss)",
+    "train_acc": "top-1 accuracy on the training batches as trained (augmented, mixed), so below a clean evaluation",
+    "val_loss": "cross-entropy on the validation split after the epoch (of the EMA weights when ema is on)",
+    "val_acc": "top-1 accuracy on the validation split after the epoch",
+    "val_top5": "top-5 accuracy on the validation split (1.0 by definition with 5 classes or fewer)",
+    "lr": "the learning rate of the epoch's last optimiser step (the first parameter group's)",
+    "epoch_seconds": "wall time of the epoch's training pass, data loading included (validation and checkpoints not)",
+    "train_images_per_s": "training images per second over the epoch (all processes together)",
+}
+METRIC_FIELDS = list(METRICS)
+TENSORBOARD_TAGS = {
+    "train_loss": "loss/train",
+    "val_loss": "loss/val",
+    "train_acc": "accuracy/train",
+    "val_acc": "accuracy/val",
+    "val_top5": "accuracy/val_top5",
+    "lr": "lr",
+    "epoch_seconds": "speed/epoch_seconds",
+    "train_images_per_s": "speed/train_images_per_s",
+}
 
 
 class TrainingDiverged(RuntimeError):
@@ -97,18 +115,25 @@ def mixup_batch(images: torch.Tensor, alpha: float) -> tuple[torch.Tensor, torch
     return lam * images + (1 - lam) * images[perm], perm, lam
 
 
+def tensorboard_writer(folder: Path):
+    """A TensorBoard ``SummaryWriter`` writing into ``folder``, or None when the tensorboard package (the optional
+    ``attnlab[tensorboard]`` extra) is not installed."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        return None
+    return SummaryWriter(str(folder))
+
+
 class RunLogger:
-    """Writes the per-epoch metrics of a run as CSV and JSONL (rank 0 only), optionally to TensorBoard."""
+    """Writes the per-epoch metrics of a run (rank 0 only) as ``metrics.csv`` and ``metrics.jsonl`` (the columns
+    of :data:`METRICS`) and, with ``tensorboard`` on and the tensorboard package installed, as TensorBoard
+    scalars in ``RUN/tensorboard`` (:data:`TENSORBOARD_TAGS`)."""
 
     def __init__(self, run_dir: Path, tensorboard: bool):
         self.csv_path, self.jsonl_path = run_dir / "metrics.csv", run_dir / "metrics.jsonl"
-        self.writer = None
-        if tensorboard:
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-            except ImportError:
-                raise ValueError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
-            self.writer = SummaryWriter(run_dir / "tensorboard")
+        self.tensorboard_dir = run_dir / "tensorboard"
+        self.writer = tensorboard_writer(self.tensorboard_dir) if tensorboard else None
 
     def write_all(self, history: list[dict]) -> None:
         """Rewrite both files from ``history`` (after a resume, rows of an interrupted epoch disappear)."""
@@ -117,9 +142,41 @@ class RunLogger:
         atomic_write_text(self.jsonl_path, "".join(json.dumps(row) + "\n" for row in history))
         if self.writer and history:
             row = history[-1]
-            for key in METRIC_FIELDS[1:]:
-                self.writer.add_scalar(key, row[key], row["epoch"])
+            for key, tag in TENSORBOARD_TAGS.items():
+                self.writer.add_scalar(tag, row[key], row["epoch"])
             self.writer.flush()
+
+    def close(self) -> None:
+        if self.writer:
+            self.writer.close()
+
+
+def short_list(names: list[str], limit: int = 6) -> str:
+    """'a, b, c' or, for more than ``limit`` names, 'a, b, c, ... z'."""
+    shown = names if len(names) <= limit else [*names[: limit - 1], "...", names[-1]]
+    return ", ".join(shown)
+
+
+def duration(seconds: float) -> str:
+    """'42s', '3m05s' or '2h07m'."""
+    seconds = round(seconds)
+    if seconds < 60:
+        return f"{seconds}s"
+    if seconds < 3600:
+        return f"{seconds // 60}m{seconds % 60:02d}s"
+    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+
+
+def epoch_line(row: dict, epochs: int, num_classes: int, eta_seconds: float, best: bool) -> str:
+    """The line printed after each epoch: losses, accuracies (top-5 only with more than 5 classes, where it
+    differs from 1), the last step's learning rate, time, speed and the time left for the whole run."""
+    top5 = f" top-5 {row['val_top5']:.4f}" if num_classes > 5 else ""
+    eta = f"  eta {duration(eta_seconds)}" if row["epoch"] < epochs else ""
+    return (
+        f"epoch {row['epoch']:>3}/{epochs}  train loss {row['train_loss']:.4f} acc {row['train_acc']:.4f}  "
+        f"val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}{top5}  lr {row['lr']:.2e}  "
+        f"{row['epoch_seconds']:.1f}s {row['train_images_per_s']:.0f} img/s{eta}" + ("  *best" if best else "")
+    )
 
 
 def log(message: str) -> None:
@@ -225,17 +282,23 @@ class Trainer:
             atomic_write_text(self.run_dir / CONFIG_FILE, yaml.safe_dump(config.to_dict(), sort_keys=False))
             atomic_write_text(self.run_dir / "classes.json", json.dumps(self.splits.class_to_index, indent=2))
             self.provenance.start()
-        log(f"classes ({len(self.classes)}): {json.dumps(self.splits.class_to_index)}")
         log(
-            f"{len(self.splits.train)} training and {len(self.splits.val)} validation images; "
-            f"run directory {self.run_dir}"
+            f"{len(self.splits.train)} training and {len(self.splits.val)} validation images of "
+            f"{len(self.classes)} classes ({short_list(self.classes)}); run directory {self.run_dir}"
+            + (f" (TensorBoard: {self.logger.tensorboard_dir})" if self.logger and self.logger.writer else "")
         )
+        start = time.perf_counter()
         for epoch in range(self.start_epoch, config.epochs):
             row = self.train_epoch(epoch)
             broadcast_buffers(self.eval_model)
             self.last_val = evaluate(
                 self.eval_model,
-                self.val_batches.epoch(epoch),
+                progress_bar(
+                    self.val_batches.epoch(epoch),
+                    desc="validation",
+                    total=len(self.val_batches),
+                    enabled=is_main_process(),
+                ),
                 len(self.classes),
                 self.device,
                 amp_dtype=self.amp_dtype,
@@ -243,34 +306,35 @@ class Trainer:
             )
             row.update(val_loss=self.last_val.loss, val_acc=self.last_val.top1, val_top5=self.last_val.top5)
             self.history.append(row)
-            self.end_epoch(row)
+            per_epoch = (time.perf_counter() - start) / (epoch + 1 - self.start_epoch)
+            self.end_epoch(row, eta_seconds=per_epoch * (config.epochs - epoch - 1))
         if is_main_process():
             if self.last_val is not None:
                 self.write_plots()
             self.provenance.finish()
+            self.logger.close()  # a run that fails leaves the writer's daemon thread; each epoch was flushed
         return self.history[-1] if self.history else {}
 
     def train_epoch(self, epoch: int) -> dict:
         config = self.config
         seed_everything(epoch_seed(config.seed, epoch))
         self.train_model.train()
-        lr = self.optimizer.param_groups[0]["lr"]
         # Running sums stay on the device: reading them (or the step's loss) every step would make the host wait
         # for the GPU, so it could not queue the next steps meanwhile.
         loss_sum = torch.zeros((), device=self.device)
         correct = torch.zeros((), dtype=torch.int64, device=self.device)
         count = 0
         start = time.perf_counter()
-        bar = tqdm(
+        bar = progress_bar(
             self.train_batches.epoch(epoch),
-            total=len(self.train_batches),
-            leave=False,
             desc=f"epoch {epoch + 1}/{config.epochs}",
-            disable=not (sys.stderr.isatty() and is_main_process()),
+            total=len(self.train_batches),
+            enabled=is_main_process(),
         )
         for images, labels in bar:
             if config.channels_last:
                 images = images.contiguous(memory_format=torch.channels_last)
+            lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses; the epoch reports its last step's
             loss, batch_correct = self.train_step(images, labels)
             loss_sum += loss * len(labels)
             correct += batch_correct
@@ -326,13 +390,13 @@ class Trainer:
 
     # ------------------------------------------------------------------------------------------ checkpoints
 
-    def end_epoch(self, row: dict) -> None:
+    def end_epoch(self, row: dict, eta_seconds: float = 0.0) -> None:
         """Commit the epoch, then write its files and the epoch line.
 
         Crash consistency: ``resume.safetensors`` is written first and is the commit; it holds everything the
         other files are made from. ``last``, ``best`` (when val accuracy improved) and the metrics follow, so no
         file ever runs ahead of the committed epoch, and a resume after a crash anywhere in between rewrites them
-        from the state (:meth:`write_epoch_files`)."""
+        from the state (:meth:`write_epoch_files`). ``eta_seconds``: the time the remaining epochs should take."""
         improved = row["val_acc"] > self.best_acc
         if improved:
             self.best_acc, self.best_epoch = row["val_acc"], row["epoch"]
@@ -341,13 +405,7 @@ class Trainer:
         metadata = {**self.metadata(row["epoch"], row), "val_result": self.last_val.to_dict(self.classes)}
         save_state(self.run_dir / RESUME_FILE, self.training_state(), metadata)
         self.write_epoch_files(metadata)
-        print(
-            f"epoch {row['epoch']:>3}/{self.config.epochs}  train loss {row['train_loss']:.4f} "
-            f"acc {row['train_acc']:.4f}  val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} "
-            f"top-5 {row['val_top5']:.4f}  lr {row['lr']:.2e}  {row['epoch_seconds']:.1f}s "
-            f"{row['train_images_per_s']:.0f} img/s" + ("  *best" if improved else ""),
-            flush=True,
-        )
+        print(epoch_line(row, self.config.epochs, len(self.classes), eta_seconds, improved), flush=True)
 
     def training_state(self) -> dict:
         """Everything that changes during training; RNG state is not needed (each epoch reseeds)."""
@@ -397,7 +455,11 @@ class Trainer:
         return self
 
     def write_plots(self) -> None:
-        plot_run(self.run_dir, self.history, self.last_val.confusion, self.eval_model, self.val_batches, self.classes)
+        epoch = self.history[-1]["epoch"]
+        source = f"last checkpoint, epoch {epoch} of {self.config.epochs} (best: epoch {self.best_epoch})"
+        plot_run(
+            self.run_dir, self.history, self.last_val.confusion, self.eval_model, self.val_batches, self.classes, source
+        )
 
 
 def train(config: TrainConfig, *, resume: bool = False, overwrite: bool = False) -> dict:

@@ -26,6 +26,7 @@ LAYERS = {
     "bench": 6,
     "analysis": 6,
     "export": 6,
+    "integrations": 6,
     "cli": 7,
 }
 FACADE = f"{PACKAGE}"  # the top-level __init__ re-exports the public API and is nobody's dependency

@@ -166,6 +166,7 @@ def test_trained_checkpoint_fine_tunes_with_its_attention_weights(YOLO, trained_
     with pytest.raises(ValueError, match="already carries attention"):
         attach_yolo(reloaded, "se", where="c2f")
     attach_yolo(reloaded, "eca", where="c2f")  # the same attention: kept, weights included
+    attach_yolo(reloaded, "eca", where="c2f")  # again: its trainer callback replaces the first one
     carried = {k: v.clone() for k, v in reloaded.model.state_dict().items() if ".attention" in k}
     overrides = {**TRAIN, "model": str(yolo.trainer.best), "data": str(cls_data), "imgsz": 32}
     trainer = reloaded._smart_load("trainer")(

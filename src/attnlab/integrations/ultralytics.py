@@ -146,6 +146,10 @@ def _example(model: nn.Module, imgsz: int) -> torch.Tensor:
     return x.to(param.device, param.dtype)
 
 
+def _attention(model: nn.Module, path: str) -> nn.Module:
+    return getattr(model.get_submodule(path), ATTENTION_CHILD)
+
+
 def _attention_keys(model: nn.Module) -> list[str]:
     prefixes = tuple(f"{p}.{ATTENTION_CHILD}." for p in attached_paths(model))
     scales = {f"{p}.{SCALE_PARAM}" for p in attached_paths(model)}
@@ -226,8 +230,11 @@ def attach_yolo(
     report = attach(target, attention, paths, init=init, example=_example(target, imgsz), **attention_kwargs)
     if present:
         own, carried = target.state_dict(), model.state_dict()
-        same = sorted(present) == sorted(p.path for p in report.points) and all(
-            k in carried and carried[k].shape == own[k].shape for k in _attention_keys(target)
+        same = (
+            sorted(present) == sorted(p.path for p in report.points)
+            and all(type(_attention(target, p)) is type(_attention(model, p)) for p in present)
+            and sorted(_attention_keys(target)) == sorted(_attention_keys(model))
+            and all(carried[k].shape == own[k].shape for k in _attention_keys(target))
         )
         if not same:
             raise ValueError(
@@ -237,7 +244,9 @@ def attach_yolo(
     points = [p.path for p in report.points]
     layers = {f"model.{i}": f"{part} {i} {type(layer).__name__}" for i, part, layer in _layers(model)}
     names = tuple(layers.get(".".join(path.split(".")[:2]), "") for path in points)
-    yolo.add_callback("on_pretrain_routine_start", _CarryAttention(attention, points, init, imgsz, attention_kwargs))
+    callbacks = yolo.callbacks["on_pretrain_routine_start"]
+    callbacks[:] = [c for c in callbacks if not isinstance(c, _CarryAttention)]  # attach_yolo again: replace it
+    callbacks.append(_CarryAttention(attention, points, init, imgsz, attention_kwargs))
     return YoloAttachReport(report, names)
 
 
@@ -245,9 +254,11 @@ def onnx_max_error(path: str, yolo, imgsz: int = 64, batch: int = 1, seed: int =
     """Max abs / relative difference of ONNX Runtime running the exported ``path`` vs ``yolo.model`` in eval mode
     (its first output: class probabilities, or decoded boxes and scores) on a random ``(batch, C, imgsz, imgsz)``
     batch."""
-    import onnxruntime as ort
-
-    model = yolo.model.float().cpu().eval()
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise ValueError("checking an ONNX export needs onnxruntime: pip install 'attnlab[onnx]'") from None
+    model = deepcopy(yolo.model).float().cpu().eval()
     generator = torch.Generator().manual_seed(seed)
     x = torch.rand(batch, model.yaml.get("channels", 3), imgsz, imgsz, generator=generator)
     with torch.no_grad():

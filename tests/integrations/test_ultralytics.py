@@ -177,6 +177,22 @@ def test_trained_checkpoint_fine_tunes_with_its_attention_weights(YOLO, trained_
     torch.testing.assert_close({k: v for k, v in built.state_dict().items() if ".attention" in k}, carried)
 
 
+def test_plain_pretrained_weights_load_with_only_the_attention_missing(YOLO, trained_cls, cls_data, tmp_path):
+    """The trainer's network built from plain pretrained weights computes what they compute (identity at init)."""
+    yolo, _ = trained_cls
+    pretrained = YOLO(str(yolo.trainer.best))
+    detach(pretrained.model)  # a plain yolov8n-cls with trained weights, as YOLO("yolov8n-cls.pt") would be
+    plain = copy.deepcopy(pretrained.model)
+    attach_yolo(pretrained, "se", where="backbone")
+    overrides = {**TRAIN, "model": str(yolo.trainer.best), "data": str(cls_data), "imgsz": 32, "project": str(tmp_path)}
+    trainer = pretrained._smart_load("trainer")(overrides=overrides, _callbacks=pretrained.callbacks)
+    built = trainer.get_model(cfg=plain.yaml, weights=pretrained.model, verbose=False)
+    missing = set(built.state_dict()) - set(plain.state_dict())
+    assert missing and all(".attention." in k or k.endswith(".attention_scale") for k in missing)
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(_outputs(built, x), _outputs(plain, x), rtol=0, atol=0)
+
+
 def test_onnx_export_of_a_trained_checkpoint_holds_the_gates_and_matches_pytorch(YOLO, trained_cls):
     """What ``yolo export model=best.pt format=onnx`` does, checked against the reloaded PyTorch model."""
     onnx = pytest.importorskip("onnx", reason="onnx is not installed (optional extra: pip install 'attnlab[onnx]')")

@@ -207,8 +207,8 @@ def attach_yolo(
     ``imgsz`` is the side of the random dry-run batch that measures the channels and the outputs' change.
 
     A network that already carries the same attention at the same paths (``YOLO('best.pt')`` of a run trained
-    this way) keeps it, weights included, and only gets the trainer callback, so fine-tuning or
-    ``train(resume=True)`` keep the attention. Returns the report (path, layer, module, channels, parameters).
+    this way) keeps it, weights included, and only gets the trainer callback, so fine-tuning it keeps the trained
+    attention (``train(resume=True)`` goes through the same ``get_model``; not covered by a test). Returns the report (path, layer, module, channels, parameters).
     """
     _ultralytics()
     from ultralytics.engine.model import Model

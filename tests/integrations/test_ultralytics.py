@@ -92,6 +92,8 @@ def test_presets_place_attention_where_they_say(YOLO):
     assert report.paths == attached_paths(yolo.model) == c2f[4:]
     assert report.report.max_abs_diff == 0  # identity at init
     assert "head 12 C2f" in str(report) and "4 modules" in str(report)
+    yolo.model.fuse()  # what predict, val and export do: the BNs go, the attention on the Conv modules stays
+    assert attached_paths(yolo.model) == c2f[4:]
 
 
 def test_yolo11_blocks_are_c2f_family(YOLO):
@@ -106,6 +108,7 @@ def test_yolo11_blocks_are_c2f_family(YOLO):
         ("sppf", "no SPPF layer"),
         ("neck", "no C2f-family block"),
         ([], "where must be a preset"),
+        (["model.*.cv2.bn"], "attach after the Conv module instead, e.g. 'model.2.cv2'"),
     ],
 )
 def test_placements_that_match_nothing_are_errors(YOLO, where, message):

@@ -16,6 +16,7 @@ Training must run in one process (CPU or one GPU): Ultralytics does not run call
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from copy import deepcopy
 from dataclasses import dataclass
@@ -135,8 +136,19 @@ def yolo_points(model: nn.Module, where: str | Sequence[str]) -> list[str]:
             error = unknown_name_error("YOLO placement preset", item, list(PRESETS))
             raise ValueError(f"{error} For module paths pass a list of glob patterns, e.g. where=['model.*.cv2']")
         else:
+            _check_not_batch_norm(model, item)
             points.append(item)
     return list(dict.fromkeys(points))
+
+
+def _check_not_batch_norm(model: nn.Module, pattern: str) -> None:
+    norms = [n for n, m in model.named_modules() if isinstance(m, nn.BatchNorm2d) and fnmatch.fnmatchcase(n, pattern)]
+    if norms:
+        raise ValueError(
+            f"pattern {pattern!r} matches BatchNorm layers ({norms[0]!r}, ...): Ultralytics fuses each conv's BN "
+            "into the conv for inference and export and deletes the BN, with the attention on it; attach after "
+            f"the Conv module instead, e.g. {norms[0].rsplit('.', 1)[0]!r}"
+        )
 
 
 def _example(model: nn.Module, imgsz: int) -> torch.Tensor:
@@ -208,7 +220,8 @@ def attach_yolo(
 
     A network that already carries the same attention at the same paths (``YOLO('best.pt')`` of a run trained
     this way) keeps it, weights included, and only gets the trainer callback, so fine-tuning it keeps the trained
-    attention (``train(resume=True)`` goes through the same ``get_model``; not covered by a test). Returns the report (path, layer, module, channels, parameters).
+    attention (``train(resume=True)`` goes through the same ``get_model``; not covered by a test). Returns the
+    report (path, layer, module, channels, parameters).
     """
     _ultralytics()
     from ultralytics.engine.model import Model

@@ -1,8 +1,8 @@
 """The package's import graph: layers import one way only, lowest first, with no cycles.
 
 ``attention`` <- ``retrofit`` <- ``models`` <- ``data``, ``engine`` <- ``bench``, ``analysis``, ``export``,
-``integrations`` <- ``cli``; ``utils`` sits below everything. Run this file as a script (``python tests/test_architecture.py [SRC]``) to print
-the graph's counts for any source tree.
+``integrations`` <- ``cli``; ``utils`` sits below everything. Run this file as a script
+(``python tests/test_architecture.py [SRC]``) to print the graph's counts for any source tree.
 """
 
 from __future__ import annotations

@@ -210,7 +210,7 @@ def test_onnx_export_of_a_trained_checkpoint_holds_the_gates_and_matches_pytorch
 
 
 def test_checkpoint_without_attnlab_installed_names_attnlab(YOLO, trained_cls):
-    """What a user without attnlab sees (documented in the module as MISSING_ATTNLAB)."""
+    """What a user without attnlab sees (as the module docstring says)."""
     yolo, _ = trained_cls
     script = textwrap.dedent(
         """

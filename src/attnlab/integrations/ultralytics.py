@@ -9,9 +9,14 @@ attention weights that the weights carry (a checkpoint trained with attention) l
 and the checkpoints are taken from that network, so they carry it as well.
 
 Checkpoints are Ultralytics' pickled modules: they reference attnlab's attention classes and its forward hook by
-import path, so ``YOLO("best.pt")`` needs attnlab installed (see :data:`MISSING_ATTNLAB`). Ultralytics is
-AGPL-3.0; it is an optional extra (``pip install 'attnlab[ultralytics]'``), imported only inside these functions.
+import path, so ``YOLO("best.pt")`` needs attnlab installed. Without it, loading fails with Ultralytics' warning that
+the checkpoint "appears to require 'attnlab'" and ``ModuleNotFoundError: No module named 'attnlab'``; with
+``YOLO_AUTOINSTALL`` on and a network, Ultralytics first tries ``pip install attnlab`` by itself. Ultralytics'
+opt-in restricted loading (``ULTRALYTICS_SAFE_LOAD=1``) refuses the attnlab classes (not on its allow-list).
 Training must run in one process (CPU or one GPU): Ultralytics does not run callbacks in DDP workers.
+
+Ultralytics is AGPL-3.0; it is an optional extra (``pip install 'attnlab[ultralytics]'``), imported only inside
+these functions.
 """
 
 from __future__ import annotations
@@ -42,11 +47,6 @@ PRESETS = {
     "neck": "'c2f', in the neck only (the YAML's head section without its Detect/Classify layer)",
     "sppf": "after the layer that feeds SPPF (its last conv for a C2f-family block)",
 }
-MISSING_ATTNLAB = (
-    "Without attnlab, loading such a checkpoint fails with Ultralytics' warning that it \"appears to require "
-    "'attnlab'\" and ModuleNotFoundError: No module named 'attnlab'; with YOLO_AUTOINSTALL on and a network, "
-    "Ultralytics first tries `pip install attnlab` by itself. Install attnlab where the checkpoint is loaded."
-)
 
 
 def _ultralytics():

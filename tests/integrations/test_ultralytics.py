@@ -121,6 +121,8 @@ def test_placements_that_match_nothing_are_errors(YOLO, where, message):
 def test_attach_yolo_takes_the_yolo_object_not_its_network(YOLO):
     with pytest.raises(ValueError, match="takes an ultralytics YOLO object"):
         attach_yolo(YOLO("yolov8n-cls.yaml", verbose=False).model, "eca")
+    with pytest.raises(ValueError, match="multiple of 32"):
+        attach_yolo(YOLO("yolov8n-cls.yaml", verbose=False), "eca", imgsz=48)
 
 
 def _check_trained_run(YOLO, yolo, trainer, paths: list[str], x: torch.Tensor) -> None:

@@ -39,7 +39,7 @@ from attnlab.retrofit import (
     attached_paths,
     detach,
 )
-from attnlab.utils import max_error, unknown_name_error
+from attnlab.utils import check_positive_int, max_error, unknown_name_error
 
 PRESETS = {
     "c2f": "after the last conv (cv2) of every C2f-family block (C2f, C3k2, ...)",
@@ -233,6 +233,8 @@ def attach_yolo(
         )
     if not isinstance(yolo.model, nn.Module):
         raise ValueError(f"attach_yolo needs a PyTorch YOLO model, got {yolo.model!r} (an exported file?)")
+    if check_positive_int("imgsz", imgsz) % 32:
+        raise ValueError(f"imgsz must be a multiple of 32 (YOLO's largest stride), got {imgsz}")
     model = yolo.model
     paths = yolo_points(model, where)
     present = attached_paths(model)

@@ -128,6 +128,19 @@ def test_deepcopy_runs_its_own_attention():
     assert len(attached_paths(model)) == 4
 
 
+def test_blend_holds_when_the_gates_are_switched_to_in_place():
+    """Ultralytics sets ``inplace = True`` on every module that has the attribute when it loads a checkpoint."""
+    model = small_resnet()
+    attnlab.attach(model, "cbam", example=X)
+    for path in attached_paths(model):
+        nn.init.constant_(model.get_submodule(path).attention_scale, 0.5)
+    before = outputs(model)
+    for module in model.modules():
+        if hasattr(module, "inplace"):
+            module.inplace = True
+    torch.testing.assert_close(outputs(model), before)
+
+
 def test_mobilenet_v2_after_every_conv_bn_pair():
     model = torchvision.models.mobilenet_v2(weights=None, num_classes=10)
     bns = {path: m.num_features for path, m in model.named_modules() if isinstance(m, nn.BatchNorm2d)}

@@ -86,9 +86,14 @@ class AttachReport:
 
 def _apply_attached_attention(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     """Forward hook of a host: its attention on its output, blended by ``attention_scale`` where there is one."""
-    attended = getattr(module, ATTENTION_CHILD)(output)
+    attention = getattr(module, ATTENTION_CHILD)
     scale = getattr(module, SCALE_PARAM, None)
-    return attended if scale is None else output + scale * (attended - output)
+    if scale is None:
+        return attention(output)
+    # The blend needs the output unchanged, and an in-place gate (``inplace=True``, which Ultralytics sets on every
+    # module that has the flag when it loads a checkpoint) would overwrite it at inference.
+    attended = attention(output.clone() if getattr(attention, "inplace", False) else output)
+    return output + scale * (attended - output)
 
 
 def attached_paths(model: nn.Module) -> list[str]:

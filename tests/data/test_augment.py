@@ -2,6 +2,7 @@ import math
 
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from attnlab.data import AUGMENTS, IMAGENET_MEAN, IMAGENET_STD, Preprocess
 from attnlab.data.augment import affine_sample, color_jitter, fast_augment, random_resized_crop
@@ -105,3 +106,29 @@ def test_preprocess_round_trip_and_unknown_policy():
     assert Preprocess.from_dict(preprocess.to_dict()) == preprocess
     with pytest.raises(ValueError, match="augment must be one of keras, paddle, imagenet, fast, resize, got 'autoaug'"):
         Preprocess("autoaug", 32, 32, (0.0,) * 3, (1.0,) * 3)
+
+
+class CrossDeviceCopies(TorchDispatchMode):
+    """Records whether each copy between devices was asked for with non_blocking (a blocking host-to-GPU copy
+    from pageable memory makes the host wait for the GPU)."""
+
+    def __init__(self):
+        super().__init__()
+        self.non_blocking = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        out = func(*args, **kwargs)
+        if func is torch.ops.aten._to_copy.default and args[0].device != out.device:
+            self.non_blocking.append(bool(kwargs.get("non_blocking")))
+        return out
+
+
+@pytest.mark.parametrize("augment", sorted(AUGMENTS))
+def test_augmentation_never_makes_the_host_wait_for_the_device(augment):
+    preprocess = Preprocess(augment, 16, 20, IMAGENET_MEAN, IMAGENET_STD)
+    images = torch.zeros(4, 3, 20, 20, dtype=torch.uint8, device="meta")  # another device, without a GPU
+    with CrossDeviceCopies() as copies:
+        assert preprocess.train(images, generator()).shape == (4, 3, 16, 16)
+        preprocess.eval(images)
+    assert copies.non_blocking and all(copies.non_blocking)

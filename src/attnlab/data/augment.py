@@ -3,8 +3,9 @@ airbench, "94% on CIFAR-10 in 3.29 Seconds on a Single GPU", 2024), one policy p
 
 Every policy turns a float batch (N, 3, S, S) in [0, 1], read from the uint8 cache, into a float batch
 (N, 3, size, size) in [0, 1]. Random parameters come from a CPU ``torch.Generator``, so a batch's augmentation
-depends only on the generator state, whatever the device. Geometric transforms are one ``affine_grid`` +
-``grid_sample`` per sample batch, mapping output coordinates to input coordinates in [-1, 1].
+depends only on the generator state, whatever the device; they reach the device by asynchronous copies
+(:func:`to_device`), so augmenting a batch never makes the host wait for the GPU. Geometric transforms are one
+``affine_grid`` + ``grid_sample`` per sample batch, mapping output coordinates to input coordinates in [-1, 1].
 """
 
 from __future__ import annotations
@@ -18,6 +19,13 @@ import torch.nn.functional as F
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def to_device(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """CPU ``values`` in ``like``'s dtype on its device. The host-to-device copy is queued without waiting for the
+    device (a plain ``.to`` from pageable memory synchronises the stream); the host buffer is staged at once, so it
+    may be freed right after."""
+    return values.to(device=like.device, dtype=like.dtype, non_blocking=True)
 
 
 def uniform(n: int, low: float, high: float, generator: torch.Generator) -> torch.Tensor:
@@ -51,7 +59,7 @@ def affine_sample(
     ``linear`` is (N, 2, 2) and ``shift`` (N, 2), both in normalised coordinates (-1 and 1 are the image edges);
     ``padding`` is grid_sample's fill outside the input: 'zeros', 'border' (Keras' 'nearest') or 'reflection'.
     """
-    theta = torch.cat([linear, shift[:, :, None]], 2).to(images)
+    theta = to_device(torch.cat([linear, shift[:, :, None]], 2), images)
     grid = F.affine_grid(theta, [len(images), 3, size, size], align_corners=False)
     return F.grid_sample(images, grid, mode=mode, padding_mode=padding, align_corners=False)
 
@@ -104,13 +112,13 @@ def random_rotation(images: torch.Tensor, degrees: float, generator: torch.Gener
 
 def grayscale(images: torch.Tensor) -> torch.Tensor:
     """(N, 3, H, W) -> (N, 1, H, W) luma with the ITU-R 601 weights torchvision uses."""
-    weights = torch.tensor([0.299, 0.587, 0.114], device=images.device, dtype=images.dtype)
+    weights = to_device(torch.tensor([0.299, 0.587, 0.114]), images)
     return (images * weights[:, None, None]).sum(1, keepdim=True)
 
 
 def per_sample(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """(N,) -> (N, 1, 1, 1) on ``like``'s device, for broadcasting over a batch."""
-    return values.to(like)[:, None, None, None]
+    return to_device(values, like)[:, None, None, None]
 
 
 def color_jitter(
@@ -215,8 +223,8 @@ class Preprocess:
         return AUGMENTS[self.augment].fit
 
     def normalize(self, images: torch.Tensor) -> torch.Tensor:
-        mean = torch.tensor(self.mean, device=images.device)[:, None, None]
-        std = torch.tensor(self.std, device=images.device)[:, None, None]
+        mean = to_device(torch.tensor(self.mean), images)[:, None, None]
+        std = to_device(torch.tensor(self.std), images)[:, None, None]
         return (images - mean) / std
 
     def train(self, images: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

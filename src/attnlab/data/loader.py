@@ -76,7 +76,7 @@ class Batches:
             self.on_device = tuple(t.to(self.device) for t in self.images.cache)
         images, labels = self.on_device
         for indices in index_batches:
-            indices = indices.to(self.device)
+            indices = indices.to(self.device, non_blocking=True)  # an async copy: no wait for the GPU per batch
             yield images[indices], labels[indices]
 
     def epoch(self, epoch: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.distributed as dist
 import torch.nn.functional as F
 import yaml
 from torch import nn
@@ -320,7 +319,11 @@ class Trainer:
         config = self.config
         seed_everything(epoch_seed(config.seed, epoch))
         self.train_model.train()
-        loss_sum, correct, count = 0.0, 0, 0
+        # Running sums stay on the device: reading them (or the step's loss) every step would make the host wait
+        # for the GPU, so it could not queue the next steps meanwhile.
+        loss_sum = torch.zeros((), device=self.device)
+        correct = torch.zeros((), dtype=torch.int64, device=self.device)
+        count = 0
         start = time.perf_counter()
         bar = progress_bar(
             self.train_batches.epoch(epoch),
@@ -333,22 +336,23 @@ class Trainer:
                 images = images.contiguous(memory_format=torch.channels_last)
             lr = self.optimizer.param_groups[0]["lr"]  # the rate this step uses; the epoch reports its last step's
             loss, batch_correct = self.train_step(images, labels)
-            if not math.isfinite(loss):
-                saved = (
-                    f"The checkpoints of the last finished epoch ({self.history[-1]['epoch']}) are in {self.run_dir}."
-                    if self.history
-                    else "No epoch finished, so nothing was saved."
-                )
-                raise TrainingDiverged(
-                    f"the training loss became {loss} in epoch {epoch + 1}; training stopped. {saved} Try a lower "
-                    "--lr or --grad-clip 1.0, or --amp bf16 instead of fp16."
-                )
             loss_sum += loss * len(labels)
             correct += batch_correct
             count += len(labels)
-            bar.set_postfix(loss=f"{loss_sum / count:.4f}", acc=f"{correct / count:.4f}")
-        seconds = time.perf_counter() - start
-        loss_sum, correct, count = reduce_sums(loss_sum, correct, count, device=self.device)
+            if not bar.disable:  # a terminal shows the running figures, at one host sync per step
+                bar.set_postfix(loss=f"{loss_sum.item() / count:.4f}", acc=f"{correct.item() / count:.4f}")
+        loss_sum, correct, count = reduce_sums(loss_sum.item(), correct.item(), count, device=self.device)
+        seconds = time.perf_counter() - start  # after .item(): the GPU has finished the epoch's steps
+        if not math.isfinite(loss_sum):  # summed over processes: under DDP all of them stop together
+            saved = (
+                f"The checkpoints of the last finished epoch ({self.history[-1]['epoch']}) are in {self.run_dir}."
+                if self.history
+                else "No epoch finished, so nothing was saved."
+            )
+            raise TrainingDiverged(
+                f"the training loss became {loss_sum / count} in epoch {epoch + 1}; training stopped. {saved} Try a "
+                "lower --lr or --grad-clip 1.0, or --amp bf16 instead of fp16."
+            )
         return {
             "epoch": epoch + 1,
             "train_loss": loss_sum / count,
@@ -358,9 +362,9 @@ class Trainer:
             "train_images_per_s": count / seconds,
         }
 
-    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[float, int]:
-        """One optimiser step; returns (loss, correct predictions), the loss summed over processes under DDP so
-        that all of them see a NaN together and stop together."""
+    def train_step(self, images: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimiser step; returns this process's (mean loss, correct predictions) as 0-d tensors on the
+        device (no host sync)."""
         config = self.config
         with autocast(self.device, self.amp_dtype):
             if config.mixup:
@@ -382,12 +386,7 @@ class Trainer:
         self.scheduler.step()
         if self.ema is not None:
             self.ema.update_parameters(self.model)
-        step_loss = loss.detach()
-        if dist.is_initialized():
-            step_loss = step_loss * len(labels)
-            dist.all_reduce(step_loss)
-            step_loss = step_loss / (len(labels) * self.world_size)
-        return step_loss.item(), (logits.argmax(1) == labels).sum().item()
+        return loss.detach(), (logits.argmax(1) == labels).sum()
 
     # ------------------------------------------------------------------------------------------ checkpoints
 

@@ -8,6 +8,7 @@ from torch import nn
 from attnlab.utils import check_input, check_positive_int
 
 __all__ = [
+    "ChannelGate",
     "apply_gate",
     "check_input",
     "check_odd_kernel",
@@ -81,3 +82,24 @@ def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
 def global_max_pool(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, 1, 1) max over space."""
     return x.amax((2, 3), keepdim=True)
+
+
+class ChannelGate(nn.Module):
+    """Base of the gates ``y = x * excitation(x)`` whose excitation is computed from ``x`` alone (SE, ECA, ...).
+
+    Subclasses set ``channels`` and ``inplace`` and implement :meth:`excitation`, which must call the ``gate``
+    submodule last (hooks on it see the excitation). Blocks may call :meth:`excitation` directly, without the
+    input check of :meth:`forward`, to fold the multiply into their residual addition (see
+    :mod:`attnlab.attention.fused`).
+    """
+
+    channels: int
+    inplace: bool
+
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate values, broadcastable over ``x``: (N, C, 1, 1) for pooled gates."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.channels)
+        return apply_gate(x, self.excitation(x), self.inplace)

@@ -7,7 +7,7 @@ import math
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_odd_kernel, check_positive_int, global_avg_pool
+from ._common import ChannelGate, check_odd_kernel, check_positive_int, global_avg_pool
 from ._registry import register_attention
 
 
@@ -21,7 +21,7 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
 @register_attention(
     "eca", paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", year=2020
 )
-class EfficientChannelAttention(nn.Module):
+class EfficientChannelAttention(ChannelGate):
     """ECA (Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", CVPR 2020).
 
     Global average pooling, then a bias-free 1D convolution of kernel ``k`` across the channel axis (local
@@ -47,11 +47,10 @@ class EfficientChannelAttention(nn.Module):
         self.gate = nn.Sigmoid()
         self.inplace = inplace
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
         y = self.conv(global_avg_pool(x).reshape(n, 1, c))
-        return apply_gate(x, self.gate(y.reshape(n, c, 1, 1)), self.inplace)
+        return self.gate(y.reshape(n, c, 1, 1))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k_size={self.k_size}"

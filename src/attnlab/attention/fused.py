@@ -1,0 +1,143 @@
+"""Memory-lean gating: ``relu(bn(c) * g + identity)`` without keeping the BN output for backward.
+
+In ``y = x * g`` with a pooled gate ``g`` (N, C, 1, 1), autograd keeps the full-size ``x`` for ``grad_g =
+sum_hw(grad_y * x)``. ``x`` is the output of a BatchNorm whose *input* ``c`` autograd keeps anyway, and ``x`` is
+an affine function of ``c`` per channel (``x = c * scale + shift``). :class:`GatedTail` computes the gate
+multiply, the residual addition and the ReLU in one autograd node that keeps only ``c`` (the BN's own saved
+input: the same storage), the (C,) affine, ``g`` and the output (which the ReLU and the next conv keep anyway),
+and recomputes ``x`` elementwise in backward. The maths is that of ``relu(x * g + identity)`` unchanged.
+
+:func:`gated_batch_norm` is what blocks call: the fused path where autograd records a graph (training), the plain
+ops otherwise (inference, tracing, export), so exported graphs are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._common import ChannelGate
+
+__all__ = ["GatedTail", "batch_norm_affine", "can_fuse", "gated_batch_norm", "gated_tail"]
+
+
+class GatedTail(torch.autograd.Function):
+    """``out = x * gate (+ identity) (-> relu)``; backward recomputes ``x = source * scale + shift``."""
+
+    @staticmethod
+    def forward(ctx, x, gate, identity, source, scale, shift, relu):
+        out = x * gate if identity is None else torch.addcmul(identity, x, gate)
+        if relu:
+            out = out.relu_()
+        ctx.relu = relu
+        ctx.dtypes = (x.dtype, gate.dtype, None if identity is None else identity.dtype)
+        ctx.save_for_backward(gate, source, scale, shift, out if relu else None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate, source, scale, shift, out = ctx.saved_tensors
+        x_dtype, gate_dtype, identity_dtype = ctx.dtypes
+        if ctx.relu:
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        grad_x = grad_gate = grad_identity = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad * gate).to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            x = torch.addcmul(shift, source, scale)
+            grad_gate = (grad * x).sum_to_size(gate.shape).to(gate_dtype)
+        if ctx.needs_input_grad[2]:
+            grad_identity = grad.to(identity_dtype)
+        return grad_x, grad_gate, grad_identity, None, None, None, None
+
+
+def gated_tail(
+    x: torch.Tensor,
+    gate: torch.Tensor,
+    identity: torch.Tensor | None,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    relu: bool,
+) -> torch.Tensor:
+    """``relu?(x * gate + identity?)`` through :class:`GatedTail`; ``x`` must equal ``source * scale + shift``
+    (``scale``, ``shift`` broadcast over ``source`` and carry no gradient)."""
+    return GatedTail.apply(x, gate, identity, source, scale.detach(), shift.detach(), relu)
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def can_fuse(bn: nn.Module, attention: nn.Module | None, bn_hooks: bool = False) -> bool:
+    """Whether :func:`gated_batch_norm` takes the fused path for this BN and gate now: a plain ``BatchNorm2d`` and a
+    :class:`ChannelGate`, neither with forward hooks (the fused path calls neither module's ``forward``), autograd
+    on, and no tracing or export. ``bn_hooks=True`` allows hooks on the BN (a caller that is itself one)."""
+    return (
+        type(bn) is nn.BatchNorm2d
+        and isinstance(attention, ChannelGate)
+        and torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_exporting()
+        and (bn_hooks or not _has_hooks(bn))
+        and not _has_hooks(attention)
+    )
+
+
+def batch_norm_affine(
+    bn: nn.BatchNorm2d, mean: torch.Tensor, invstd: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, 1, 1) ``scale``, ``shift`` with ``bn(c) == c * scale + shift`` for the given statistics."""
+    scale = invstd if bn.weight is None else bn.weight * invstd
+    shift = -mean * scale if bn.bias is None else bn.bias - mean * scale
+    return scale.detach().reshape(1, -1, 1, 1), shift.detach().reshape(1, -1, 1, 1)
+
+
+def _batch_norm_with_affine(bn: nn.BatchNorm2d, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``bn(c)`` as ``nn.BatchNorm2d.forward`` computes it (running statistics updated likewise), and the affine
+    ``scale``, ``shift`` that maps ``c`` to it."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    batch_stats = bn.training or bn.running_mean is None
+    if batch_stats:
+        running = (bn.running_mean, bn.running_var) if bn.training or not bn.track_running_stats else (None, None)
+        x, mean, invstd = torch.native_batch_norm(c, bn.weight, bn.bias, *running, True, factor, bn.eps)
+    else:
+        x = torch.nn.functional.batch_norm(c, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        mean, invstd = bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
+    scale, shift = batch_norm_affine(bn, mean, invstd)
+    return x, scale, shift
+
+
+def gated_batch_norm(
+    bn: nn.Module,
+    c: torch.Tensor,
+    attention: nn.Module,
+    identity: torch.Tensor | None = None,
+    relu: bool = False,
+) -> torch.Tensor:
+    """``relu?(attention(bn(c)) + identity?)``, the tail of an attention block (``relu`` and ``identity``
+    optional). Training with a :class:`ChannelGate` after a ``BatchNorm2d`` keeps nothing full-size for backward
+    that the plain block would not keep (see the module docstring); otherwise the plain ops run: with autograd
+    off the gate multiply, the addition and the ReLU go in place into the BN output."""
+    if can_fuse(bn, attention):
+        x, scale, shift = _batch_norm_with_affine(bn, c)
+        gate = attention.excitation(x)
+        return gated_tail(x, gate, identity, c, scale, shift, relu)
+    x = bn(c)
+    if (
+        isinstance(attention, ChannelGate)
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not _has_hooks(attention)
+    ):
+        # one pass for gate and addition, written into the BN output (nothing else reads it)
+        gate = attention.excitation(x)
+        out = x.mul_(gate) if identity is None else torch.addcmul(identity, x, gate, out=x)
+    else:
+        out = attention(x)
+        if identity is not None:
+            out += identity
+    return out.relu_() if relu else out

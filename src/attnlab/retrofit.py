@@ -31,6 +31,7 @@ import torch
 from torch import nn
 
 from attnlab.attention import (
+    ChannelGate,
     attention_kind,
     attention_layers,
     batch_norm_affine,
@@ -101,8 +102,8 @@ def _apply_attached_attention(module: nn.Module, args: tuple, output: torch.Tens
     """
     attention = getattr(module, ATTENTION_CHILD)
     scale = getattr(module, SCALE_PARAM, None)
-    fusable = isinstance(output, torch.Tensor) and args and isinstance(args[0], torch.Tensor)
-    if fusable and can_fuse(module, attention, bn_hooks=True):
+    fusable = isinstance(attention, ChannelGate) and args and isinstance(args[0], torch.Tensor)
+    if fusable and isinstance(output, torch.Tensor) and can_fuse(module, attention, bn_hooks=True):
         gate = attention.excitation(output)
         if scale is not None:
             gate = 1 + scale * (gate - 1)

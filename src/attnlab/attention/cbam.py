@@ -36,10 +36,17 @@ class CBAM(nn.Module):
         self.spatial_bn = nn.BatchNorm2d(1, momentum=0.01)
         self.spatial_gate = nn.Sigmoid()
 
+    def channel_excitation(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
+        """``Mc`` (N, C, 1, 1) from the global average and max pools (N, C, 1, 1) of the input."""
+        return self.gate(self.mlp(avg) + self.mlp(max))
+
+    def spatial_excitation(self, pooled: torch.Tensor) -> torch.Tensor:
+        """``Ms`` (N, 1, H, W) from the channel max and mean (N, 2, H, W) of the channel-gated input."""
+        return self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)
-        x = apply_gate(x, self.gate(self.mlp(global_avg_pool(x)) + self.mlp(global_max_pool(x))), self.inplace)
-        pooled = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), dim=1)
-        spatial = self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
+        x = apply_gate(x, self.channel_excitation(global_avg_pool(x), global_max_pool(x)), self.inplace)
+        spatial = self.spatial_excitation(torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), dim=1))
         # x is now this module's own tensor, so the spatial gate may always go in place
         return apply_gate(x, spatial, inplace=True)

@@ -16,9 +16,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import ChannelGate
+from ._common import ChannelGate, global_avg_pool
+from .cbam import CBAM
 
-__all__ = ["GatedTail", "batch_norm_affine", "can_fuse", "gated_batch_norm", "gated_tail"]
+__all__ = ["GatedChannelPool", "GatedTail", "batch_norm_affine", "can_fuse", "gated_batch_norm", "gated_tail"]
 
 
 class GatedTail(torch.autograd.Function):
@@ -51,6 +52,58 @@ class GatedTail(torch.autograd.Function):
         return grad_x, grad_gate, grad_identity, None, None, None, None
 
 
+class GatedChannelPool(torch.autograd.Function):
+    """CBAM's middle: ``xg = x * gate`` and its channel max and mean (N, 1, H, W); keeps the argmax indices
+    (N, 1, H, W) instead of ``xg`` and recomputes ``x = source * scale + shift`` in backward. The max's gradient
+    goes to the first maximal channel (``torch.max`` semantics; ``amax`` would split it among ties)."""
+
+    @staticmethod
+    def forward(ctx, x, gate, source, scale, shift):
+        xg = x * gate
+        top, index = xg.max(1, keepdim=True)
+        mean = xg.mean(1, keepdim=True)
+        ctx.dtypes = (x.dtype, gate.dtype)
+        ctx.save_for_backward(gate, source, scale, shift, index)
+        return xg, top, mean
+
+    @staticmethod
+    def backward(ctx, grad_xg, grad_top, grad_mean):
+        gate, source, scale, shift, index = ctx.saved_tensors
+        x_dtype, gate_dtype = ctx.dtypes
+        grad = grad_xg + grad_mean / grad_xg.shape[1]
+        grad = grad.scatter_add_(1, index, grad_top.to(grad.dtype))
+        grad_x = grad_gate = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad * gate).to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            x = torch.addcmul(shift, source, scale)
+            grad_gate = (grad * x).sum_to_size(gate.shape).to(gate_dtype)
+        return grad_x, grad_gate, None, None, None
+
+
+def _global_max_pool_indexed(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, 1, 1) max over space; autograd keeps the argmax, not ``x`` (as ``amax`` would)."""
+    return x.flatten(2).max(2, keepdim=True)[0].unsqueeze(-1)
+
+
+def _cbam_tail(
+    attention: CBAM,
+    x: torch.Tensor,
+    identity: torch.Tensor | None,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    relu: bool,
+) -> torch.Tensor:
+    """CBAM on ``x = source * scale + shift``, then the residual tail, keeping only small tensors for backward."""
+    channel = attention.channel_excitation(global_avg_pool(x), _global_max_pool_indexed(x))
+    xg, top, mean = GatedChannelPool.apply(x, channel, source, scale, shift)
+    spatial = attention.spatial_excitation(torch.cat((top, mean), dim=1))
+    # xg == source * (scale * channel) + shift * channel: an affine of source per sample and channel
+    channel = channel.detach()
+    return gated_tail(xg, spatial, identity, source, scale * channel, shift * channel, relu)
+
+
 def gated_tail(
     x: torch.Tensor,
     gate: torch.Tensor,
@@ -70,12 +123,13 @@ def _has_hooks(module: nn.Module) -> bool:
 
 
 def can_fuse(bn: nn.Module, attention: nn.Module | None, bn_hooks: bool = False) -> bool:
-    """Whether :func:`gated_batch_norm` takes the fused path for this BN and gate now: a plain ``BatchNorm2d`` and a
-    :class:`ChannelGate`, neither with forward hooks (the fused path calls neither module's ``forward``), autograd
-    on, and no tracing or export. ``bn_hooks=True`` allows hooks on the BN (a caller that is itself one)."""
+    """Whether :func:`gated_batch_norm` takes the fused path for this BN and gate now: a plain ``BatchNorm2d`` and
+    a :class:`ChannelGate` or CBAM, neither with forward hooks (the fused path calls neither module's
+    ``forward``), autograd on, and no tracing or export. ``bn_hooks=True`` allows hooks on the BN (for a caller
+    that is itself one)."""
     return (
         type(bn) is nn.BatchNorm2d
-        and isinstance(attention, ChannelGate)
+        and isinstance(attention, (ChannelGate, CBAM))
         and torch.is_grad_enabled()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_exporting()
@@ -124,6 +178,8 @@ def gated_batch_norm(
     off the gate multiply, the addition and the ReLU go in place into the BN output."""
     if can_fuse(bn, attention):
         x, scale, shift = _batch_norm_with_affine(bn, c)
+        if isinstance(attention, CBAM):
+            return _cbam_tail(attention, x, identity, c, scale, shift, relu)
         gate = attention.excitation(x)
         return gated_tail(x, gate, identity, c, scale, shift, relu)
     x = bn(c)

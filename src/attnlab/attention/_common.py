@@ -74,8 +74,25 @@ def apply_gate(x: torch.Tensor, gate: torch.Tensor, inplace: bool = False) -> to
     return x.mul_(gate) if inplace and not torch.is_grad_enabled() else x * gate
 
 
+class _SpatialMean(torch.autograd.Function):
+    """``x.mean((2, 3), keepdim=True)`` whose backward hands back the gradient as a broadcast view instead of
+    materialising ``grad / HW`` at full size (autograd then adds it into ``x``'s other gradient in one pass)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return x.mean((2, 3), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, c, h, w = ctx.shape
+        return (grad / (h * w)).expand(n, c, h, w)
+
+
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, 1, 1) mean; unlike AdaptiveAvgPool2d it exports cleanly to ONNX."""
+    if x.requires_grad and torch.is_grad_enabled() and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        return _SpatialMean.apply(x)
     return x.mean((2, 3), keepdim=True)
 
 

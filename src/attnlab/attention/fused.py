@@ -22,6 +22,19 @@ from .cbam import CBAM
 __all__ = ["GatedChannelPool", "GatedTail", "batch_norm_affine", "can_fuse", "gated_batch_norm", "gated_tail"]
 
 
+def _sum_grad_times_x(
+    grad: torch.Tensor, source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, shape: torch.Size
+) -> torch.Tensor:
+    """``(grad * x).sum_to_size(shape)`` for ``x = source * scale + shift``. For a pooled (N, C, 1, 1) ``shape`` in
+    float32/64: ``scale * sum_hw(grad * source) + shift * sum_hw(grad)``, one full-size temporary less than
+    recomputing ``x``."""
+    n, c = source.shape[:2]
+    if tuple(shape) == (n, c, 1, 1) and grad.dtype == source.dtype and grad.dtype in (torch.float32, torch.float64):
+        dot = (grad * source).sum((2, 3), keepdim=True)
+        return torch.addcmul(dot * scale, grad.sum((2, 3), keepdim=True), shift)
+    return (grad * torch.addcmul(shift, source, scale)).sum_to_size(shape)
+
+
 class GatedTail(torch.autograd.Function):
     """``out = x * gate (+ identity) (-> relu)``; backward recomputes ``x = source * scale + shift``."""
 
@@ -45,8 +58,7 @@ class GatedTail(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (grad * gate).to(x_dtype)
         if ctx.needs_input_grad[1]:
-            x = torch.addcmul(shift, source, scale)
-            grad_gate = (grad * x).sum_to_size(gate.shape).to(gate_dtype)
+            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape).to(gate_dtype)
         if ctx.needs_input_grad[2]:
             grad_identity = grad.to(identity_dtype)
         return grad_x, grad_gate, grad_identity, None, None, None, None
@@ -76,8 +88,7 @@ class GatedChannelPool(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (grad * gate).to(x_dtype)
         if ctx.needs_input_grad[1]:
-            x = torch.addcmul(shift, source, scale)
-            grad_gate = (grad * x).sum_to_size(gate.shape).to(gate_dtype)
+            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape).to(gate_dtype)
         return grad_x, grad_gate, None, None, None
 
 

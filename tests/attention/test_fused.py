@@ -1,0 +1,230 @@
+"""The memory-lean gate tails (attnlab.attention.fused) against the plain implementation they replace.
+
+The plain implementation stays the reference: ``relu(attention(bn(c)) + identity)`` through the modules'
+``forward``. A model takes it whenever a forward hook sits on the attention module, which is how the reference
+models here are built.
+"""
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import attnlab
+from attnlab.attention import create_attention, gated_batch_norm, is_attention
+from attnlab.bench.throughput import saved_activation_bytes
+
+FUSED = ["se", "ese", "eca", "fca", "ge", "gct", "srm", "cbam"]
+KWARGS = {"se": {"reduction": 4}, "fca": {"reduction": 4, "freq_sel": "top4"}, "cbam": {"reduction": 4}}
+
+
+@pytest.fixture(autouse=True)
+def seeded():
+    torch.manual_seed(0)
+
+
+def plain_reference(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` whose attention modules run their own forward (a hook disables the fused path)."""
+    reference = copy.deepcopy(model)
+    for module in reference.modules():
+        if is_attention(module):
+            module.register_forward_hook(lambda *args: None)
+    return reference
+
+
+def make_bn(channels: int, dtype=torch.float64) -> nn.BatchNorm2d:
+    bn = nn.BatchNorm2d(channels).to(dtype)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.5, 0.5)
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.5, 1.5)
+    bn.momentum = 0.0  # gradcheck calls forward many times: keep the running statistics fixed
+    return bn
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("residual", [True, False])
+@pytest.mark.parametrize("train", [True, False])
+def test_gradcheck_float64(name, residual, train):
+    bn = make_bn(16).train(train)
+    gate = create_attention(name, 16, **KWARGS.get(name, {})).double().train(train)
+    c = torch.randn(2, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn(2, 16, 5, 5, dtype=torch.float64, requires_grad=True) if residual else None
+    params = [*bn.parameters(), *gate.parameters()]
+
+    def fused(c, identity, *params):
+        return gated_batch_norm(bn, c, gate, identity, relu=residual)
+
+    assert torch.autograd.gradcheck(fused, (c, identity, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+def test_equals_the_plain_ops(name, dtype):
+    bn = make_bn(16, dtype).train()
+    bn.momentum = 0.1
+    gate = create_attention(name, 16, **KWARGS.get(name, {})).to(dtype).train()
+    ref_bn, ref_gate = copy.deepcopy(bn), copy.deepcopy(gate)
+    c = torch.randn(2, 16, 6, 7, dtype=dtype, requires_grad=True)
+    identity = torch.randn(2, 16, 6, 7, dtype=dtype, requires_grad=True)
+    weight = torch.randn(2, 16, 6, 7, dtype=dtype)
+
+    got = gated_batch_norm(bn, c, gate, identity, relu=True)
+    want = torch.relu(ref_gate(ref_bn(c)) + identity)
+    tol = {torch.float64: 1e-12, torch.float32: 1e-5, torch.bfloat16: 2e-2}[dtype]
+    torch.testing.assert_close(got, want, atol=tol, rtol=tol)
+    inputs = [c, identity, *bn.parameters(), *gate.parameters()]
+    ref_inputs = [c, identity, *ref_bn.parameters(), *ref_gate.parameters()]
+    grads = torch.autograd.grad((got * weight).sum(), inputs)
+    ref_grads = torch.autograd.grad((want * weight).sum(), ref_inputs)
+    for g, r in zip(grads, ref_grads):
+        if dtype == torch.bfloat16:
+            # bf16 rounding (and, for CBAM, ties in the channel max, whose gradient torch.max gives to one channel
+            # and amax splits) moves single elements: compare the whole gradient
+            assert (g - r).float().norm() <= 5e-2 * r.float().norm().clamp_min(1e-3)
+            continue
+        scale = r.abs().max().clamp_min(1)
+        torch.testing.assert_close(g / scale, r / scale, atol=tol * 10, rtol=0)
+    for (key, b), r in zip(bn.named_buffers(), ref_bn.buffers()):
+        torch.testing.assert_close(b, r, msg=key)  # running statistics updated once, as nn.BatchNorm2d does
+
+
+def ratio_saved(model: nn.Module, plain: nn.Module, x: torch.Tensor) -> float:
+    def saved(m):
+        m.train()
+        return saved_activation_bytes(m, lambda: m(x).sum())
+
+    return saved(model) / saved(plain)
+
+
+@pytest.mark.parametrize(("name", "limit"), [("se", 1.02), ("eca", 1.02), ("ese", 1.02), ("ge", 1.02), ("cbam", 1.10)])
+def test_saved_bytes_close_to_the_plain_model(name, limit):
+    x = torch.randn(2, 3, 96, 96)
+    plain = attnlab.create_model("resnet18")
+    model = attnlab.create_model("resnet18", attention=name)
+    assert ratio_saved(model, plain, x) <= limit
+    # the reference path keeps the gate input: the test would catch a fused path that silently falls back
+    assert ratio_saved(plain_reference(model), plain, x) > 1.10
+
+
+@pytest.mark.parametrize("name", ["se", "eca"])
+def test_saved_bytes_of_attached_gates(name):
+    x = torch.randn(2, 3, 96, 96)
+    plain = attnlab.create_model("resnet18")
+    model = copy.deepcopy(plain)
+    attnlab.attach(model, name, example=x[:1])
+    assert ratio_saved(model, plain, x) <= 1.02
+
+
+def test_mobilenet_saved_bytes():
+    x = torch.randn(2, 3, 64, 64)
+    plain = attnlab.create_model("mobilenet_v2")
+    assert ratio_saved(attnlab.create_model("mobilenet_v2", attention="eca"), plain, x) <= 1.02
+
+
+@pytest.mark.parametrize("model_name", ["resnet18", "resnet50", "mobilenet_v2"])
+@pytest.mark.parametrize("name", ["se", "eca", "cbam"])
+def test_models_match_the_plain_path(model_name, name):
+    if model_name == "mobilenet_v2" and name == "cbam":
+        pytest.skip("CBAM needs more channels than MobileNetV2's first stage has at reduction 16")
+    model = attnlab.create_model(model_name, attention=name, num_classes=10)
+    reference = plain_reference(model)
+    x = torch.randn(2, 3, 48, 48)
+    for train in (True, False):
+        model.train(train), reference.train(train)
+        got, want = model(x), reference(x)
+        torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+        got.square().sum().backward()
+        want.square().sum().backward()
+    for (key, p), r in zip(model.named_parameters(), reference.parameters()):
+        scale = r.grad.abs().max().clamp_min(1e-3)
+        torch.testing.assert_close(p.grad / scale, r.grad / scale, atol=1e-4, rtol=0, msg=key)
+    with torch.no_grad():
+        torch.testing.assert_close(model.eval()(x), reference.eval()(x), atol=1e-5, rtol=1e-5)
+
+
+def test_attached_blend_matches_the_plain_hook():
+    model = attnlab.create_model("resnet18", num_classes=10)
+    attnlab.attach(model, "se")
+    with torch.no_grad():
+        for path in attnlab.retrofit.attached_paths(model):
+            model.get_submodule(path).attention_scale.fill_(0.7)
+    reference = copy.deepcopy(model)
+    for path in attnlab.retrofit.attached_paths(reference):  # a hook on the attention forces the plain hook path
+        model_attention = reference.get_submodule(path).attention
+        model_attention.register_forward_hook(lambda *args: None)
+    x = torch.randn(2, 3, 48, 48)
+    got, want = model.train()(x), reference.train()(x)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+    got.square().sum().backward()
+    want.square().sum().backward()
+    for (key, p), r in zip(model.named_parameters(), reference.parameters()):
+        scale = r.grad.abs().max().clamp_min(1e-3)
+        torch.testing.assert_close(p.grad / scale, r.grad / scale, atol=1e-4, rtol=0, msg=key)
+
+
+def test_fused_path_is_only_for_autograd():
+    model = attnlab.create_model("resnet18", attention="se", num_classes=10).eval()
+    seen = []
+    # the fused path does not call bn2.forward: a hook on it is a way to see which path ran
+    handle = model.layer1[0].bn2.register_forward_hook(lambda *args: seen.append(1))
+    with torch.no_grad():
+        model(torch.randn(1, 3, 32, 32))
+    assert seen
+    handle.remove()
+    traced = torch.jit.trace(model, torch.randn(1, 3, 32, 32), check_trace=False)  # tracing takes the plain ops
+    assert "GatedTail" not in str(traced.graph)
+
+
+@pytest.mark.parametrize("name", ["se", "eca", "cbam"])
+def test_compiled_training_matches_eager(name):
+    model = attnlab.create_model("resnet18", attention=name, num_classes=10).train()
+    reference = copy.deepcopy(model)
+    x = torch.randn(2, 3, 32, 32)
+    compiled = torch.compile(model, fullgraph=True)
+    got, want = compiled(x), reference(x)
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    got.square().sum().backward()
+    want.square().sum().backward()
+    for (key, p), r in zip(model.named_parameters(), reference.parameters()):
+        scale = r.grad.abs().max().clamp_min(1e-3)
+        torch.testing.assert_close(p.grad / scale, r.grad / scale, atol=1e-3, rtol=0, msg=key)
+
+
+def test_channels_last_and_autocast_training():
+    model = attnlab.create_model("resnet18", attention="cbam", num_classes=10).to(memory_format=torch.channels_last)
+    reference = plain_reference(model)
+    x = torch.randn(2, 3, 32, 32).to(memory_format=torch.channels_last)
+    for m in (model, reference):
+        with torch.autocast("cpu", torch.bfloat16):
+            m.train()(x).float().square().sum().backward()
+    for (key, p), r in zip(model.named_parameters(), reference.parameters()):
+        scale = r.grad.abs().max().clamp_min(1e-2)
+        torch.testing.assert_close(p.grad / scale, r.grad / scale, atol=0.05, rtol=0, msg=key)
+
+
+@pytest.mark.parametrize("name", ["se", "eca", "cbam"])
+def test_digits_training_curve_unchanged(name):
+    datasets = pytest.importorskip("sklearn.datasets")
+    digits = datasets.load_digits()
+    images = torch.tensor(digits.images[:512], dtype=torch.float32).div(16).unsqueeze(1).expand(-1, 3, -1, -1)
+    labels = torch.tensor(digits.target[:512])
+    model = attnlab.create_model("resnet20", attention=name, num_classes=10)
+    reference = plain_reference(model)
+    curves = []
+    for m in (model, reference):
+        optimizer = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)
+        order = torch.Generator().manual_seed(0)
+        losses = []
+        for _ in range(3):
+            for idx in torch.randperm(len(labels), generator=order).split(64):
+                loss = nn.functional.cross_entropy(m.train()(images[idx]), labels[idx])
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                losses.append(loss.item())
+        curves.append(torch.tensor(losses))
+    assert curves[0][-1] < curves[0][0]
+    torch.testing.assert_close(curves[0], curves[1], atol=1e-4, rtol=0)

@@ -152,9 +152,11 @@ def can_fuse(bn: nn.Module, attention: nn.Module | None, bn_hooks: bool = False)
 def batch_norm_affine(
     bn: nn.BatchNorm2d, mean: torch.Tensor, invstd: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(1, C, 1, 1) ``scale``, ``shift`` with ``bn(c) == c * scale + shift`` for the given statistics."""
-    scale = invstd if bn.weight is None else bn.weight * invstd
-    shift = -mean * scale if bn.bias is None else bn.bias - mean * scale
+    """(1, C, 1, 1) ``scale``, ``shift`` with ``bn(c) == c * scale + shift`` for the given statistics, in float32
+    at least (a bf16 ``shift = bias - mean * scale`` would lose the BN output's small values to cancellation)."""
+    dtype = torch.promote_types(mean.dtype, torch.float32)
+    scale = invstd.to(dtype) if bn.weight is None else bn.weight.to(dtype) * invstd.to(dtype)
+    shift = -mean.to(dtype) * scale if bn.bias is None else bn.bias.to(dtype) - mean.to(dtype) * scale
     return scale.detach().reshape(1, -1, 1, 1), shift.detach().reshape(1, -1, 1, 1)
 
 

@@ -136,7 +136,7 @@ CASES = [
     ),
     ("model-typo", lambda p: train(p, "--model", "resnt20"), "Did you mean 'resnet20'"),
     ("summary-attention-typo", lambda p: ["summary", "resnet20", "--attention", "eac"], "unknown attention 'eac'"),
-    ("attention-typo", lambda p: train(p, "--attention", "eac"), "Did you mean 'eca'"),
+    ("attention-typo", lambda p: train(p, "--attention", "eac"), "unknown attention 'eac'. Did you mean"),
     ("attach-conv-module", lambda p: train(p, "--attach", "psa"), "conv-replacement module"),
     ("attach-no-match", lambda p: train(p, "--attach", "eca", "--attach-where", "nomatch.*"), "matches no module"),
     # recipes and run configs

@@ -86,8 +86,8 @@ def test_every_gate_starts_as_the_identity(name):
     model = small_resnet()
     original = outputs(model)
     report = attnlab.attach(model, name, example=X)
-    # exact by their own init: GC adds a zero-initialised term, GCT gates by 1 + tanh(0), 'none' is the identity
-    expected = "identity" if name in ("gc", "gct", "none") else "blend"
+    # exact by their own init: GC/GCA and the non-local block add a zero-initialised term, GCT gates by 1 + tanh(0)
+    expected = "identity" if name in ("gc", "gca", "gct", "nl") else "blend"
     assert {p.start for p in report.points} == {expected}
     assert torch.equal(outputs(model), original)
 

@@ -22,10 +22,10 @@ from attnlab.analysis.ablation import ablate_stages, write_ablation_report
 from attnlab.analysis.activations import excitation_study, excitation_table
 from attnlab.analysis.cam import cam_panel, plot_cams
 from attnlab.analysis.kernel_sweep import kernel_sweep
-from attnlab.attention import attention_kind, create_attention, get_attention_info, list_attentions
 from attnlab.bench import benchmark, results_markdown
 from attnlab.bench.compare import CompareConfig, load_compare_config, parse_models, parse_seeds, run_spec
 from attnlab.bench.demo import run_demo
+from attnlab.bench.modules import CHANNELS, library_markdown, library_table
 from attnlab.engine.batches import eval_batches_for
 from attnlab.engine.config import TRAIN_FIELDS, TrainConfig, config_from_run, field_help, list_recipes, resolve_config
 from attnlab.engine.evaluate import evaluate
@@ -36,7 +36,6 @@ from attnlab.engine.trainer import TrainingDiverged, train
 from attnlab.export import EXPORT_FORMATS, export_checkpoint
 from attnlab.utils import atomic_write_text, check_positive_int, environment, resolve_device
 
-LIST_CHANNELS = 256
 EVAL_FILES = ("eval.json", "eval_confusion.png")
 
 # The TrainConfig fields each command does not take as plain config flags, because it has flags of its own for
@@ -46,23 +45,24 @@ COMPARE_EXCLUDES = frozenset({"recipe", "model", "seed", "out"})  # --recipe, --
 KERNEL_SWEEP_EXCLUDES = frozenset({"recipe", "model", "out"})  # --recipe, --model, --out of its own; --seed: first
 
 
-def _attention_params(name: str) -> int:
-    args = (LIST_CHANNELS, LIST_CHANNELS) if attention_kind(name) == "conv" else (LIST_CHANNELS,)
-    return sum(p.numel() for p in create_attention(name, *args).parameters())
-
-
 def cmd_list(args: argparse.Namespace) -> None:
     if args.models:
         print("\n".join(attnlab.list_models()))
         return
-    print(f"{'name':<8} {'kind':<5} {'params@' + str(LIST_CHANNELS):>11}  {'year':<4}  paper")
-    for name in list_attentions():
-        info = get_attention_info(name)
-        year = str(info.year) if info.year else "-"
-        print(f"{name:<8} {info.kind:<5} {_attention_params(name):>11,}  {year:<4}  {info.paper}")
+    rows = library_table()
+    if args.markdown:
+        print(library_markdown(rows))
+        return
+    print(f"{'name':<8} {'kind':<5} {'params@' + str(CHANNELS):>11} {'saved':>6}  {'year':<4}  {'verified':<8}  paper")
+    for r in rows:
+        print(
+            f"{r.name:<8} {r.kind:<5} {r.params:>11,} {r.saved_activations:>6.2f}  {r.year:<4}  {r.verified:<8}  "
+            f"{r.paper}"
+        )
     print(
-        f"\n{len(list_attentions())} modules. 'conv' modules replace a 3x3 conv ({LIST_CHANNELS}->{LIST_CHANNELS});"
-        " 'gate' modules keep the input shape."
+        f"\n{len(rows)} modules. 'conv' modules replace a 3x3 conv ({CHANNELS}->{CHANNELS}); 'gate' modules keep the "
+        f"input shape. saved: activations kept for backward, in units of the (2, {CHANNELS}, 16, 16) input. "
+        "verified: outputs proven equal to timm's module or to a plain implementation of the paper's equations."
     )
 
 
@@ -350,6 +350,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("list", help="list the attention modules (or models)", description="List the attention modules.")
     p.add_argument("--models", action="store_true", help="list the model names instead")
+    p.add_argument("--markdown", action="store_true", help="print the module table as Markdown (the README's)")
     p.set_defaults(func=cmd_list)
 
     p = sub.add_parser(

@@ -1,7 +1,7 @@
 import pytest
 import torch
 
-from attnlab.attention.cbam import CBAM
+from attnlab.attention.cbam import CBAM, LightCBAM
 
 
 def test_parameter_count():
@@ -34,3 +34,29 @@ def test_spatial_gate_hook_shape():
 def test_bad_hyper_parameters(kwargs):
     with pytest.raises(ValueError):
         CBAM(32, **kwargs)
+
+
+@pytest.mark.parametrize("bias, expected", [(True, 631), (False, 563)])
+def test_lcbam_parameter_count(bias, expected):
+    c, r, k = 64, 16, 7
+    h = c // r
+    hand = 2 * c * h + (h + c if bias else 0) + k * k + 2  # MLP, 1 -> 1 spatial conv without bias, BN affine
+    assert hand == expected
+    assert sum(p.numel() for p in LightCBAM(c, bias=bias).parameters()) == expected
+
+
+def test_lcbam_matches_direct_formula():
+    lcbam = LightCBAM(16, reduction=4).eval()
+    x = torch.randn(2, 16, 5, 6)
+    mc = torch.sigmoid(lcbam.mlp(0.5 * x.mean((2, 3), keepdim=True) + 0.5 * x.amax((2, 3), keepdim=True)))
+    y = x * mc
+    pooled = 0.5 * y.mean(1, keepdim=True) + 0.5 * y.amax(1, keepdim=True)
+    ms = torch.sigmoid(lcbam.spatial_bn(lcbam.spatial_conv(pooled)))
+    torch.testing.assert_close(lcbam(x), y * ms)
+
+
+def test_cbam_bias_option():
+    assert CBAM(64, bias=False).mlp[0].bias is None
+    assert (
+        sum(p.numel() for p in CBAM(64).parameters()) - sum(p.numel() for p in CBAM(64, bias=False).parameters()) == 68
+    )

@@ -79,3 +79,30 @@ def test_activation_and_repr():
 def test_bad_hyper_parameters(kwargs, match):
     with pytest.raises(ValueError, match=match):
         CoordinateAttention(64, **kwargs)
+
+
+def test_scoord_parameter_count_and_formula():
+    from attnlab.attention.coord import SimpleCoordinateAttention
+
+    c, mid = 64, 10  # 64 // 6
+    sca = SimpleCoordinateAttention(c)
+    assert sca.hidden == mid
+    assert sum(p.numel() for p in sca.parameters()) == 3 * c * mid + mid + 2 * c == 2058
+    x = torch.randn(2, c, 5, 7)
+    a_h = sca.conv_h(F.silu(sca.conv(x.mean(3, keepdim=True))))
+    a_w = sca.conv_w(F.silu(sca.conv(x.mean(2, keepdim=True))))
+    torch.testing.assert_close(sca(x), x * torch.sigmoid(a_h + a_w))
+
+
+@pytest.mark.parametrize("use_conv, expected", [(True, 2 * 3 * 64), (False, 0)])
+def test_strip_parameter_count(use_conv, expected):
+    strip = create_attention("strip", 64, use_conv=use_conv)
+    assert sum(p.numel() for p in strip.parameters()) == expected
+    x = torch.randn(2, 64, 5, 7)
+    if not use_conv:
+        torch.testing.assert_close(strip(x), x * torch.sigmoid(x.mean(3, keepdim=True) + x.mean(2, keepdim=True)))
+
+
+def test_strip_even_kernel_is_refused():
+    with pytest.raises(ValueError, match="kernel_size must be an odd integer"):
+        create_attention("strip", 64, kernel_size=4)

@@ -1,7 +1,12 @@
 import pytest
 import torch
 
-from attnlab.attention.eca import EfficientChannelAttention, eca_kernel_size
+from attnlab.attention.eca import (
+    CircularEfficientChannelAttention,
+    EfficientChannelAttention,
+    EfficientChannelAttentionMLP,
+    eca_kernel_size,
+)
 
 KERNEL_TABLE = {64: 3, 128: 5, 256: 5, 512: 5, 1024: 5, 2048: 7}
 
@@ -42,3 +47,43 @@ def test_matches_direct_1d_convolution_over_channels():
 
 def test_k_size_in_repr():
     assert "k_size=5" in repr(EfficientChannelAttention(512))
+
+
+def num_params(module: torch.nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+@pytest.mark.parametrize("channels, hidden, k", [(64, 8, 3), (256, 32, 5)])
+def test_ecam_parameter_count(channels, hidden, k):
+    ecam = EfficientChannelAttentionMLP(channels)
+    assert (ecam.hidden, ecam.k_size) == (hidden, k)
+    assert num_params(ecam) == (hidden + hidden) + (k * hidden + 1)  # conv 1 -> hidden, conv k: hidden -> 1
+
+
+def test_ecam_matches_direct_formula():
+    ecam = EfficientChannelAttentionMLP(16, k_size=3, reduction=4)
+    x = torch.randn(2, 16, 3, 5)
+    s = x.mean((2, 3))[:, None, :]  # (N, 1, C)
+    hidden = torch.relu(ecam.conv1.weight.reshape(4, 1) * s + ecam.conv1.bias[:, None])  # (N, 4, C)
+    mixed = torch.nn.functional.conv1d(hidden, ecam.conv2.weight, ecam.conv2.bias, padding=1)
+    torch.testing.assert_close(ecam(x), x * torch.sigmoid(mixed).reshape(2, 16, 1, 1))
+
+
+@pytest.mark.parametrize("channels, k", [(64, 3), (256, 5)])
+def test_ceca_parameter_count(channels, k):
+    assert num_params(CircularEfficientChannelAttention(channels)) == k
+
+
+def test_ceca_wraps_around_the_channels():
+    ceca = CircularEfficientChannelAttention(6, k_size=3)
+    x = torch.randn(2, 6, 4, 4)
+    w = ceca.conv.weight.flatten()
+    pooled = x.mean((2, 3))
+    padded = torch.cat((pooled[:, -1:], pooled, pooled[:, :1]), dim=1)  # channel 0's left neighbour is channel 5
+    mixed = torch.stack([(padded[:, i : i + 3] * w).sum(1) for i in range(6)], dim=1)
+    torch.testing.assert_close(ceca(x), x * torch.sigmoid(mixed)[:, :, None, None])
+
+
+def test_ceca_kernel_wider_than_the_channels_is_refused():
+    with pytest.raises(ValueError, match=r"k_size=7 pads 3 channels circularly .* use k_size <= 5"):
+        CircularEfficientChannelAttention(2, k_size=7)

@@ -95,3 +95,14 @@ def test_repr_shows_resolved_settings():
     assert "reduction=4, fusion='mul', zero_init_last=False" in repr(
         GlobalContext(16, reduction=4, fusion="mul", zero_init_last=False)
     )
+
+
+def test_gca_is_the_additive_fusion_with_gcs_parameters():
+    from attnlab.attention.global_context import GlobalContextAdd
+
+    c, h = 64, 4
+    gca = create_attention("gca", c)
+    assert isinstance(gca, GlobalContextAdd) and gca.fusion == "add" and isinstance(gca.gate, torch.nn.Identity)
+    assert num_params(gca) == c + (c * h + h) + 2 * h + (h * c + c) == 652
+    x = torch.randn(2, c, 5, 3)
+    torch.testing.assert_close(gca(x), x)  # zero-initialised last conv: the identity

@@ -17,6 +17,8 @@ __all__ = [
     "global_avg_pool",
     "global_max_pool",
     "reduced_channels",
+    "safe_sqrt",
+    "spatial_std",
 ]
 
 _ACTIVATIONS: dict[str, type[nn.Module]] = {
@@ -99,6 +101,19 @@ def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
 def global_max_pool(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, 1, 1) max over space."""
     return x.amax((2, 3), keepdim=True)
+
+
+def safe_sqrt(x: torch.Tensor) -> torch.Tensor:
+    """``sqrt(x)`` of a non-negative tensor with a zero (not NaN) gradient where ``x == 0``: a constant map (e.g. a
+    single position) has standard deviation 0, and plain ``sqrt`` would send NaN back through it."""
+    positive = x > 0
+    return torch.where(positive, torch.where(positive, x, torch.ones_like(x)).sqrt(), torch.zeros_like(x))
+
+
+def spatial_std(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, 1, 1) population standard deviation over space, ``sqrt(mean((x - mean)^2))``
+    (divisor H*W, so a single position gives 0 rather than the NaN of the unbiased estimate)."""
+    return safe_sqrt((x - global_avg_pool(x)).square().mean((2, 3), keepdim=True))
 
 
 class ChannelGate(nn.Module):

@@ -1,4 +1,4 @@
-"""Efficient Channel Attention."""
+"""Efficient Channel Attention, and its MLP (timm's 'ecam') and circular-padding ('ceca') variants."""
 
 from __future__ import annotations
 
@@ -7,7 +7,14 @@ import math
 import torch
 from torch import nn
 
-from ._common import ChannelGate, check_odd_kernel, check_positive_int, global_avg_pool
+from ._common import (
+    ChannelGate,
+    check_odd_kernel,
+    check_positive_int,
+    create_act,
+    global_avg_pool,
+    reduced_channels,
+)
 from ._registry import register_attention
 
 
@@ -16,6 +23,14 @@ def eca_kernel_size(channels: int, gamma: float = 2, b: float = 1) -> int:
     check_positive_int("channels", channels)
     t = int(abs((math.log2(channels) + b) / gamma))
     return t if t % 2 else t + 1
+
+
+def _resolve_k_size(channels: int, k_size: int | None, gamma: float, b: float) -> int:
+    if k_size is None:
+        if gamma <= 0:
+            raise ValueError(f"gamma must be > 0, got {gamma!r}")
+        return eca_kernel_size(channels, gamma, b)
+    return check_odd_kernel("k_size", k_size, why=" (or None for adaptive)")
 
 
 @register_attention(
@@ -27,7 +42,8 @@ class EfficientChannelAttention(ChannelGate):
     Global average pooling, then a bias-free 1D convolution of kernel ``k`` across the channel axis (local
     cross-channel interaction without dimensionality reduction), then a sigmoid:
     ``y = x * sigmoid(conv1d_k(avgpool(x)))``. ``k_size=None`` picks ``k = eca_kernel_size(channels, gamma, b)``;
-    the resolved value is ``self.k_size``. Parameters: k. The gate output is (N, C, 1, 1). ``inplace=True`` scales
+    the resolved value is ``self.k_size`` (timm's ``EcaModule`` also raises it to at least 3; equal from
+    channels=8 up). Parameters: k. The gate output is (N, C, 1, 1). ``inplace=True`` scales
     the input in place at inference (see :func:`apply_gate`).
     """
 
@@ -36,13 +52,7 @@ class EfficientChannelAttention(ChannelGate):
     ):
         super().__init__()
         self.channels = check_positive_int("channels", channels)
-        if k_size is None:
-            if gamma <= 0:
-                raise ValueError(f"gamma must be > 0, got {gamma!r}")
-            k_size = eca_kernel_size(channels, gamma, b)
-        else:
-            check_odd_kernel("k_size", k_size, why=" (or None for adaptive)")
-        self.k_size = k_size
+        self.k_size = k_size = _resolve_k_size(channels, k_size, gamma, b)
         self.conv = nn.Conv1d(1, 1, k_size, padding=(k_size - 1) // 2, bias=False)
         self.gate = nn.Sigmoid()
         self.inplace = inplace
@@ -54,3 +64,85 @@ class EfficientChannelAttention(ChannelGate):
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k_size={self.k_size}"
+
+
+@register_attention(
+    "ecam", paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", year=2020
+)
+class EfficientChannelAttentionMLP(ChannelGate):
+    """ECA with a per-channel MLP before the channel convolution: timm's ``EcaModule(use_mlp=True)``, an experiment
+    of timm built on ECA (Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural
+    Networks", CVPR 2020); the paper has no such variant.
+
+    Each pooled channel value ``s_c`` is lifted to ``hidden`` features by a biased 1x1 Conv1d (1 -> hidden), passed
+    through ``act`` (ReLU), and the biased Conv1d of kernel ``k`` (hidden -> 1) mixes neighbouring channels:
+    ``y = x * sigmoid(conv1d_k(act(conv1d_1(avgpool(x)))))``. ``hidden = channels // reduction`` (timm rounds
+    ``channels / 8`` to a multiple of 8, at least 8: equal for channels in 64, 128, ...); ``k_size=None`` is ECA's
+    adaptive kernel (timm also raises it to at least 3). Parameters: ``2*hidden + k*hidden + 1``.
+    The gate output is (N, C, 1, 1). ``inplace=True`` scales the input in place at inference (see
+    :func:`apply_gate`).
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        *,
+        k_size: int | None = None,
+        gamma: float = 2,
+        b: float = 1,
+        reduction: float = 8,
+        act: str | nn.Module = "relu",
+        inplace: bool = False,
+    ):
+        super().__init__()
+        self.channels = check_positive_int("channels", channels)
+        self.k_size = _resolve_k_size(channels, k_size, gamma, b)
+        self.reduction = reduction
+        self.hidden = reduced_channels(channels, reduction)
+        self.conv1 = nn.Conv1d(1, self.hidden, 1)
+        self.act = create_act(act)
+        self.conv2 = nn.Conv1d(self.hidden, 1, self.k_size, padding=(self.k_size - 1) // 2)
+        self.gate = nn.Sigmoid()
+        self.inplace = inplace
+
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        y = self.conv2(self.act(self.conv1(global_avg_pool(x).reshape(n, 1, c))))
+        return self.gate(y.reshape(n, c, 1, 1))
+
+    def extra_repr(self) -> str:
+        return f"channels={self.channels}, k_size={self.k_size}, hidden={self.hidden}"
+
+
+@register_attention(
+    "ceca", paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", year=2020
+)
+class CircularEfficientChannelAttention(EfficientChannelAttention):
+    """Circular ECA: ECA (Wang et al., CVPR 2020, see :class:`EfficientChannelAttention`) whose channel convolution
+    pads circularly instead of with zeros, so the first and the last channels are neighbours (timm's
+    ``CecaModule``, by Chris Ha; not in the paper): ``y = x * sigmoid(conv1d_k(circular_pad(avgpool(x))))``.
+    Channels have no natural order, so no channel needs to see zeros at an edge. Parameters: k (no bias).
+
+    The circular padding ``(k - 1) // 2`` wraps at most once around the channels, so ``k <= 2 * channels + 1``; a
+    larger ``k_size`` is a ValueError at construction. The gate output is (N, C, 1, 1). ``inplace=True`` scales the
+    input in place at inference (see :func:`apply_gate`).
+    """
+
+    def __init__(
+        self, channels: int, *, k_size: int | None = None, gamma: float = 2, b: float = 1, inplace: bool = False
+    ):
+        super().__init__(channels, k_size=k_size, gamma=gamma, b=b, inplace=inplace)
+        self.pad = (self.k_size - 1) // 2
+        if self.pad > channels:
+            raise ValueError(
+                f"k_size={self.k_size} pads {self.pad} channels circularly but there are only channels={channels}; "
+                f"use k_size <= {2 * channels + 1}"
+            )
+        self.conv.padding = (0,)
+
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        n, c = x.shape[:2]
+        y = global_avg_pool(x).reshape(n, 1, c)
+        if self.pad:  # circular padding written as a concatenation: it exports to ONNX everywhere
+            y = torch.cat((y[..., c - self.pad :], y, y[..., : self.pad]), dim=-1)
+        return self.gate(self.conv(y).reshape(n, c, 1, 1))

@@ -109,7 +109,7 @@ def _cbam_tail(
     """CBAM on ``x = source * scale + shift``, then the residual tail, keeping only small tensors for backward."""
     channel = attention.channel_excitation(global_avg_pool(x), _global_max_pool_indexed(x))
     xg, top, mean = GatedChannelPool.apply(x, channel, source, scale, shift)
-    spatial = attention.spatial_excitation(torch.cat((top, mean), dim=1))
+    spatial = attention.spatial_excitation(top, mean)
     # xg == source * (scale * channel) + shift * channel: an affine of source per sample and channel
     channel = channel.detach()
     return gated_tail(xg, spatial, identity, source, scale * channel, shift * channel, relu)

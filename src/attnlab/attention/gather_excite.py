@@ -29,7 +29,9 @@ class GatherExcite(ChannelGate):
     - GE-theta-plus (``use_mlp=True``, with either gather): the excite is SE's bottleneck, biased 1x1 convs
       ``C -> C // reduction -> C`` with ``act``.
 
-    The default is the global GE-theta-minus, the one variant with neither parameters nor a fixed input size.
+    timm's ``GatherExcite`` defaults to ``use_mlp=True`` (GE-theta-plus) with ``C / 16`` hidden units; here the
+    MLP is opt-in. The default is the global GE-theta-minus, the one variant with neither parameters nor a fixed
+    input size.
     Parameters: 0; GE-theta adds 11C per stride-2 conv (9C + 2C BN), or C*H*W + 2C when global; the MLP adds
     2*C*hidden + hidden + C. The gate output is (N, C, H, W), or (N, C, 1, 1) for the global extent.
     ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).

@@ -1,4 +1,4 @@
-"""Global Context block (GCNet)."""
+"""Global Context block (GCNet): `gc` (either fusion) and `gca` (additive fusion, timm's name)."""
 
 from __future__ import annotations
 
@@ -70,3 +70,22 @@ class GlobalContext(nn.Module):
             f"channels={self.channels}, reduction={self.reduction}, fusion={self.fusion!r}, "
             f"zero_init_last={self.zero_init_last}"
         )
+
+
+@register_attention("gca", paper="GCNet: Non-local Networks Meet Squeeze-Excitation Networks and Beyond", year=2019)
+class GlobalContextAdd(GlobalContext):
+    """The Global Context block with additive fusion only, under timm's name ``gca`` (timm's
+    ``GlobalContext(fuse_add=True, fuse_scale=False)``): ``y = x + transform(context)``, see
+    :class:`GlobalContext` (Cao et al., ICCV Workshops 2019) for the formula and the parameter count.
+
+    attnlab's ``gc`` already defaults to this fusion, the one the GCNet paper uses; ``gca`` pins it (there is no
+    ``fusion`` argument), so a name copied from timm's ``attn_layer='gca'`` means the same thing here. timm's
+    ``gc`` is the other fusion, the sigmoid scaling: ``create_attention('gc', C, fusion='mul')``.
+
+    Differences from timm's ``gca`` (the parity test uses the equal configuration): timm's hidden width is
+    ``channels / 8`` (``reduction=8`` here, default 16 as the paper), its attention-pooling conv has a bias (a
+    constant under the softmax, it changes nothing), and it zeroes only the last conv's weight, not its bias.
+    """
+
+    def __init__(self, channels: int, *, reduction: float = 16, zero_init_last: bool = True):
+        super().__init__(channels, reduction=reduction, fusion="add", zero_init_last=zero_init_last)

@@ -15,6 +15,8 @@ class SqueezeExcite(ChannelGate):
 
     ``y = x * sigmoid(W2 act(W1 avgpool(x)))`` with ``W1: C -> C // reduction`` and ``W2: C // reduction -> C``
     as 1x1 convs. ``act='swish'`` gives the EfficientNet variant. The gate output is (N, C, 1, 1).
+    The hidden width is ``C // reduction`` as the paper; timm's ``SEModule`` rounds ``C / 16`` to a multiple of 8
+    (``rd_divisor=8``: 64 -> 8 there, 4 here), so timm's ``se`` equals ``rd_channels=C // 16``.
     ``inplace=True`` scales the input in place at inference (see :func:`apply_gate`).
     """
 

@@ -25,7 +25,10 @@ class SelectiveKernel(nn.Module):
       softmax across the branches (the ``gate`` output, (N, M, out, 1, 1)), and ``V = sum_m a_m * U_m``.
 
     ``groups`` must divide both channel counts; there is no silent fallback, a ValueError names the largest
-    divisor of ``groups`` that fits. Parameters: M*(9*in*out/groups + 2*out) + out*d + 2d + M*d*out.
+    divisor of ``groups`` that fits. timm's ``SelectiveKernel`` differs by default: it splits the input channels
+    across the branches (``split_input=True``), uses ``groups=1`` and ``d = out / 16`` rounded to a multiple of 8;
+    ``split_input=False, groups=32, rd_channels=max(out // 16, 32)`` there computes this module.
+    Parameters: M*(9*in*out/groups + 2*out) + out*d + 2d + M*d*out.
     (N, in, H, W) -> (N, out, ceil(H/stride), ceil(W/stride)).
     """
 

@@ -37,6 +37,7 @@ from attnlab.attention import (
     batch_norm_affine,
     can_fuse,
     create_attention,
+    gate_excitation,
     gated_tail,
     tag_stage,
 )
@@ -104,10 +105,11 @@ def _apply_attached_attention(module: nn.Module, args: tuple, output: torch.Tens
     scale = getattr(module, SCALE_PARAM, None)
     fusable = isinstance(attention, ChannelGate) and args and isinstance(args[0], torch.Tensor)
     if fusable and isinstance(output, torch.Tensor) and can_fuse(module, attention, bn_hooks=True):
-        gate = attention.excitation(output)
+        affine = _host_affine(module, args[0])
+        gate = gate_excitation(attention, output, args[0], *affine)
         if scale is not None:
             gate = 1 + scale * (gate - 1)
-        return gated_tail(output, gate, None, args[0], *_host_affine(module, args[0]), relu=False)
+        return gated_tail(output, gate, None, args[0], *affine, relu=False)
     attended = attention(output)
     return attended if scale is None else output + scale * (attended - output)
 

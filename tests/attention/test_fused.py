@@ -15,8 +15,13 @@ import attnlab
 from attnlab.attention import create_attention, gated_batch_norm, is_attention
 from attnlab.bench.throughput import saved_activation_bytes
 
-FUSED = ["se", "ese", "eca", "fca", "ge", "gct", "srm", "cbam"]
-KWARGS = {"se": {"reduction": 4}, "fca": {"reduction": 4, "freq_sel": "top4"}, "cbam": {"reduction": 4}}
+FUSED = ["se", "ese", "eca", "ecam", "ceca", "fca", "ge", "gct", "srm", "cbam", "lcbam"]
+KWARGS = {
+    "se": {"reduction": 4},
+    "fca": {"reduction": 4, "freq_sel": "top4"},
+    "cbam": {"reduction": 4},
+    "lcbam": {"reduction": 4},
+}
 
 
 @pytest.fixture(autouse=True)
@@ -123,8 +128,11 @@ def ratio_saved(model: nn.Module, plain: nn.Module, x: torch.Tensor) -> float:
     return saved(model) / saved(plain)
 
 
-@pytest.mark.parametrize(("name", "limit"), [("se", 1.02), ("eca", 1.02), ("ese", 1.02), ("ge", 1.02), ("cbam", 1.10)])
-def test_saved_bytes_close_to_the_plain_model(name, limit):
+@pytest.mark.parametrize("name", FUSED)
+def test_saved_bytes_close_to_the_plain_model(name):
+    # 96 px: the last stage is 3 x 3, so each (N, C, 1, 1) tensor a gate's excitation keeps (GCT keeps five) is
+    # 1/9 of an activation; at 64 px (2 x 2) that small-tensor share alone takes GCT and SRM past 1.02
+    limit = 1.10 if "cbam" in name else 1.02
     x = torch.randn(2, 3, 96, 96)
     plain = attnlab.create_model("resnet18")
     model = attnlab.create_model("resnet18", attention=name)

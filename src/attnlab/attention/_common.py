@@ -120,17 +120,28 @@ class ChannelGate(nn.Module):
     """Base of the gates ``y = x * excitation(x)`` whose excitation is computed from ``x`` alone (SE, ECA, ...).
 
     Subclasses set ``channels`` and ``inplace`` and implement :meth:`excitation`, which must call the ``gate``
-    submodule last (hooks on it see the excitation). Blocks may call :meth:`excitation` directly, without the
-    input check of :meth:`forward`, to fold the multiply into their residual addition (see
-    :mod:`attnlab.attention.fused`).
+    submodule last (hooks on it see the excitation), or split it into :meth:`pool` and :meth:`excite`. Blocks may
+    call :meth:`excitation` directly, without the input check of :meth:`forward`, to fold the multiply into their
+    residual addition (see :mod:`attnlab.attention.fused`).
+
+    A gate that overrides :meth:`pool` declares that the pool's backward reads ``x`` (GCT's sum of squares, SRM's
+    standard deviation): the fused tails then recompute ``x`` for that backward instead of keeping it.
     """
 
     channels: int
     inplace: bool
 
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> the small statistics :meth:`excite` reads, without parameters: the spatial mean."""
+        return global_avg_pool(x)
+
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The gate values from :meth:`pool`'s statistics."""
+        raise NotImplementedError
+
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
         """The gate values, broadcastable over ``x``: (N, C, 1, 1) for pooled gates."""
-        raise NotImplementedError
+        return self.excite(self.pool(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)

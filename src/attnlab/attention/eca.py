@@ -6,6 +6,7 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ._common import (
     ChannelGate,
@@ -105,9 +106,18 @@ class EfficientChannelAttentionMLP(ChannelGate):
         self.gate = nn.Sigmoid()
         self.inplace = inplace
 
+    def _mix(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.act(self.conv1(pooled)))
+
     def excitation(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
-        y = self.conv2(self.act(self.conv1(global_avg_pool(x).reshape(n, 1, c))))
+        y = global_avg_pool(x).reshape(n, 1, c)
+        if torch.is_grad_enabled() and not (torch.jit.is_tracing() or torch.compiler.is_exporting()):
+            # the (N, hidden, C) lift is hidden / (H * W) activations of the block's size (at 7 x 7 from 512
+            # channels on, more than one): recomputed in backward from the (N, 1, C) pool instead of kept
+            y = checkpoint(self._mix, y, use_reentrant=False)
+        else:
+            y = self._mix(y)
         return self.gate(y.reshape(n, c, 1, 1))
 
     def extra_repr(self) -> str:

@@ -19,7 +19,16 @@ from torch import nn
 from ._common import ChannelGate, global_avg_pool
 from .cbam import CBAM
 
-__all__ = ["GatedChannelPool", "GatedTail", "batch_norm_affine", "can_fuse", "gated_batch_norm", "gated_tail"]
+__all__ = [
+    "GatedChannelPool",
+    "GatedTail",
+    "RecomputedPool",
+    "batch_norm_affine",
+    "can_fuse",
+    "gate_excitation",
+    "gated_batch_norm",
+    "gated_tail",
+]
 
 
 def _sum_grad_times_x(
@@ -62,6 +71,35 @@ class GatedTail(torch.autograd.Function):
         if ctx.needs_input_grad[2]:
             grad_identity = grad.to(identity_dtype)
         return grad_x, grad_gate, grad_identity, None, None, None, None
+
+
+class RecomputedPool(torch.autograd.Function):
+    """``pool(x)`` for a parameter-free ``pool`` whose backward reads ``x`` (:meth:`ChannelGate.pool` overridden);
+    keeps ``source`` (kept anyway) and recomputes ``x = source * scale + shift`` and the pool in backward."""
+
+    @staticmethod
+    def forward(ctx, x, source, scale, shift, pool):
+        ctx.pool, ctx.dtype = pool, x.dtype
+        ctx.save_for_backward(source, scale, shift)
+        return pool(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        source, scale, shift = ctx.saved_tensors
+        with torch.enable_grad():
+            x = torch.addcmul(shift, source, scale).to(ctx.dtype).requires_grad_()
+            (grad_x,) = torch.autograd.grad(ctx.pool(x), x, grad)
+        return grad_x, None, None, None, None
+
+
+def gate_excitation(
+    attention: ChannelGate, x: torch.Tensor, source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """``attention.excitation(x)`` for ``x == source * scale + shift``; a pool whose backward reads ``x`` is
+    recomputed from ``source`` (eager only: the compiler sees the plain ops)."""
+    if type(attention).pool is ChannelGate.pool or torch.compiler.is_compiling():
+        return attention.excitation(x)
+    return attention.excite(RecomputedPool.apply(x, source, scale.detach(), shift.detach(), attention.pool))
 
 
 class GatedChannelPool(torch.autograd.Function):
@@ -193,7 +231,7 @@ def gated_batch_norm(
         x, scale, shift = _batch_norm_with_affine(bn, c)
         if isinstance(attention, CBAM):
             return _cbam_tail(attention, x, identity, c, scale, shift, relu)
-        gate = attention.excitation(x)
+        gate = gate_excitation(attention, x, c, scale, shift)
         return gated_tail(x, gate, identity, c, scale, shift, relu)
     x = bn(c)
     if (

@@ -44,12 +44,16 @@ class GatedChannelTransform(ChannelGate):
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.gate = OnePlusTanh()
 
-    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, 1, 1) ``sum_hw x^2`` ('l2') or ``sum_hw |x|`` ('l1')."""
+        return (x.square() if self.mode == "l2" else x.abs()).sum((2, 3), keepdim=True)
+
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.mode == "l2":
-            embedding = self.alpha * (x.square().sum((2, 3), keepdim=True) + self.eps).sqrt()
+            embedding = self.alpha * (pooled + self.eps).sqrt()
             norm = (embedding.square().mean(1, keepdim=True) + self.eps).sqrt()
         else:
-            embedding = self.alpha * x.abs().sum((2, 3), keepdim=True)
+            embedding = self.alpha * pooled
             norm = embedding.abs().mean(1, keepdim=True) + self.eps
         return self.gate(self.gamma * embedding / norm + self.beta)
 

@@ -34,9 +34,13 @@ class StyleRecalibration(ChannelGate):
         self.bn = nn.BatchNorm2d(channels)
         self.gate = nn.Sigmoid()
 
-    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, 2, 1): the spatial mean and the biased variance of each channel."""
         mean = global_avg_pool(x)
-        std = (global_avg_pool((x - mean).square()) + self.eps).sqrt()
+        return torch.cat((mean, global_avg_pool((x - mean).square())), dim=2)
+
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        mean, std = pooled[:, :, 0:1], (pooled[:, :, 1:2] + self.eps).sqrt()
         weights = self.cfc.reshape(1, self.channels, 2, 1)
         z = mean * weights[:, :, 0:1] + std * weights[:, :, 1:2]
         return self.gate(self.bn(z))

@@ -31,14 +31,12 @@ import torch
 from torch import nn
 
 from attnlab.attention import (
-    ChannelGate,
+    attended,
     attention_kind,
     attention_layers,
     batch_norm_affine,
     can_fuse,
     create_attention,
-    gate_excitation,
-    gated_tail,
     tag_stage,
 )
 from attnlab.utils import close_matches, default_input_size, max_error
@@ -97,21 +95,16 @@ class AttachReport:
 def _apply_attached_attention(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
     """Forward hook of a host: its attention on its output, blended by ``attention_scale`` where there is one.
 
-    A channel gate after a ``BatchNorm2d`` in training goes through :func:`attnlab.attention.gated_tail`, which
-    keeps the BN input (kept by the BN anyway) instead of its output for backward; the blend
-    ``x + s * (x * g - x)`` is then the gate ``x * (1 + s * (g - 1))``.
+    A channel gate or CBAM after a ``BatchNorm2d`` in training goes through :func:`attnlab.attention.attended`,
+    which keeps the BN input (kept by the BN anyway) instead of its output for backward.
     """
     attention = getattr(module, ATTENTION_CHILD)
     scale = getattr(module, SCALE_PARAM, None)
-    fusable = isinstance(attention, ChannelGate) and args and isinstance(args[0], torch.Tensor)
-    if fusable and isinstance(output, torch.Tensor) and can_fuse(module, attention, bn_hooks=True):
-        affine = _host_affine(module, args[0])
-        gate = gate_excitation(attention, output, args[0], *affine)
-        if scale is not None:
-            gate = 1 + scale * (gate - 1)
-        return gated_tail(output, gate, None, args[0], *affine, relu=False)
-    attended = attention(output)
-    return attended if scale is None else output + scale * (attended - output)
+    fusable = args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor)
+    if fusable and can_fuse(module, attention, bn_hooks=True):
+        return attended(attention, output, args[0], *_host_affine(module, args[0]), scale)
+    result = attention(output)
+    return result if scale is None else output + scale * (result - output)
 
 
 def _host_affine(bn: nn.BatchNorm2d, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:

@@ -120,6 +120,21 @@ def test_equals_the_plain_ops(name, dtype, request):
         torch.testing.assert_close(b, r, msg=key)  # running statistics updated once, as nn.BatchNorm2d does
 
 
+@pytest.mark.parametrize("name", FUSED)
+@pytest.mark.parametrize("residual", [True, False])
+def test_inference_equals_the_plain_ops(name, residual):
+    bn = make_bn(16).eval()
+    gate = create_attention(name, 16, **KWARGS.get(name, {})).double().eval()
+    c = torch.randn(2, 16, 6, 7, dtype=torch.float64)
+    identity = torch.randn(2, 16, 6, 7, dtype=torch.float64) if residual else None
+    with torch.no_grad():
+        got = gated_batch_norm(bn, c, gate, identity, relu=residual)
+        want = gate(bn(c))
+        if residual:
+            want = torch.relu(want + identity)
+    torch.testing.assert_close(got, want, atol=1e-12, rtol=1e-12)
+
+
 def ratio_saved(model: nn.Module, plain: nn.Module, x: torch.Tensor) -> float:
     def saved(m):
         m.train()
@@ -141,13 +156,13 @@ def test_saved_bytes_close_to_the_plain_model(name):
     assert ratio_saved(plain_reference(model), plain, x) > 1.10
 
 
-@pytest.mark.parametrize("name", ["se", "eca"])
+@pytest.mark.parametrize("name", ["se", "eca", "gct", "cbam"])
 def test_saved_bytes_of_attached_gates(name):
     x = torch.randn(2, 3, 96, 96)
     plain = attnlab.create_model("resnet18")
     model = copy.deepcopy(plain)
     attnlab.attach(model, name, example=x[:1])
-    assert ratio_saved(model, plain, x) <= 1.02
+    assert ratio_saved(model, plain, x) <= (1.10 if name == "cbam" else 1.02)
 
 
 def test_mobilenet_saved_bytes():
@@ -197,9 +212,10 @@ def test_float32_training_step_close_to_the_plain_path(name):
     assert_same_training_step(model, reference, torch.randn(8, 3, 64, 64), 2e-4)
 
 
-def test_attached_blend_matches_the_plain_hook():
+@pytest.mark.parametrize("name", ["se", "cbam"])
+def test_attached_blend_matches_the_plain_hook(name):
     model = attnlab.create_model("resnet18", num_classes=10)
-    attnlab.attach(model, "se")
+    attnlab.attach(model, name)
     with torch.no_grad():
         for path in attnlab.retrofit.attached_paths(model):
             model.get_submodule(path).attention_scale.fill_(0.7)

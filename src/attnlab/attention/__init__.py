@@ -44,7 +44,7 @@ from ._registry import (
     list_attentions,
     register_attention,
 )
-from .fused import GatedTail, batch_norm_affine, can_fuse, gate_excitation, gated_batch_norm, gated_tail
+from .fused import GatedTail, attended, batch_norm_affine, can_fuse, gate_excitation, gated_batch_norm, gated_tail
 from .placement import (
     AttentionFactory,
     AttentionPlacement,
@@ -60,6 +60,7 @@ __all__ = [
     "AttentionPlacement",
     "ChannelGate",
     "GatedTail",
+    "attended",
     "batch_norm_affine",
     "can_fuse",
     "gate_excitation",

@@ -16,13 +16,14 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import ChannelGate, global_avg_pool
+from ._common import ChannelGate, global_avg_pool, global_max_pool
 from .cbam import CBAM
 
 __all__ = [
     "GatedChannelPool",
     "GatedTail",
     "RecomputedPool",
+    "attended",
     "batch_norm_affine",
     "can_fuse",
     "gate_excitation",
@@ -143,14 +144,38 @@ def _cbam_tail(
     scale: torch.Tensor,
     shift: torch.Tensor,
     relu: bool,
+    blend: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """CBAM on ``x = source * scale + shift``, then the residual tail, keeping only small tensors for backward."""
+    """CBAM on ``x = source * scale + shift``, then the residual tail, keeping only small tensors for backward;
+    with ``blend`` (no residual) ``x + blend * (cbam(x) - x)``."""
     channel = attention.channel_excitation(global_avg_pool(x), _global_max_pool_indexed(x))
     xg, top, mean = GatedChannelPool.apply(x, channel, source, scale, shift)
     spatial = attention.spatial_excitation(top, mean)
     # xg == source * (scale * channel) + shift * channel: an affine of source per sample and channel
     channel = channel.detach()
-    return gated_tail(xg, spatial, identity, source, scale * channel, shift * channel, relu)
+    if blend is None:
+        return gated_tail(xg, spatial, identity, source, scale * channel, shift * channel, relu)
+    # x * (1 - blend) + xg * (blend * spatial): two tails, each gate small, neither keeps a full-size tensor
+    attended = gated_tail(xg, blend * spatial, None, source, scale * channel, shift * channel, False)
+    return gated_tail(x, 1 - blend, attended, source, scale, shift, False)
+
+
+def attended(
+    attention: nn.Module,
+    x: torch.Tensor,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    blend: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``attention(x)``, or with a blend weight ``x + blend * (attention(x) - x)``, for ``x == source * scale +
+    shift`` and an ``attention`` that :func:`can_fuse` accepts; keeps nothing full-size but ``source``."""
+    if isinstance(attention, CBAM):
+        return _cbam_tail(attention, x, None, source, scale, shift, False, blend)
+    gate = gate_excitation(attention, x, source, scale, shift)
+    if blend is not None:  # x + blend * (x * g - x) is the gate 1 + blend * (g - 1)
+        gate = 1 + blend * (gate - 1)
+    return gated_tail(x, gate, None, source, scale, shift, relu=False)
 
 
 def gated_tail(
@@ -235,13 +260,17 @@ def gated_batch_norm(
         return gated_tail(x, gate, identity, c, scale, shift, relu)
     x = bn(c)
     if (
-        isinstance(attention, ChannelGate)
+        isinstance(attention, (ChannelGate, CBAM))
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
         and not _has_hooks(attention)
     ):
-        # one pass for gate and addition, written into the BN output (nothing else reads it)
-        gate = attention.excitation(x)
+        # the gates, and the addition with the last one, in place in the BN output (nothing else reads it)
+        if isinstance(attention, CBAM):
+            x.mul_(attention.channel_excitation(global_avg_pool(x), global_max_pool(x)))
+            gate = attention.spatial_excitation(x.amax(1, keepdim=True), x.mean(1, keepdim=True))
+        else:
+            gate = attention.excitation(x)
         out = x.mul_(gate) if identity is None else torch.addcmul(identity, x, gate, out=x)
     else:
         out = attention(x)

@@ -45,7 +45,7 @@ GATE_TARGETS = {
     "eca_resnet50": (1.02, 0.97, 0.98),
     "cbam_resnet50": (1.10, 0.90, 0.95),
 }
-ATTACH_TARGETS = {"se": 1.02, "eca": 1.02}
+ATTACH_TARGETS = {"se": 1.02, "eca": 1.02, "gct": 1.02, "cbam": 1.10}
 MiB = 2**20
 
 

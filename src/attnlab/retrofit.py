@@ -30,7 +30,15 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from attnlab.attention import attention_kind, attention_layers, create_attention, tag_stage
+from attnlab.attention import (
+    attended,
+    attention_kind,
+    attention_layers,
+    batch_norm_affine,
+    can_fuse,
+    create_attention,
+    tag_stage,
+)
 from attnlab.utils import close_matches, default_input_size, max_error
 
 AttentionName = str | type[nn.Module]
@@ -85,15 +93,32 @@ class AttachReport:
 
 
 def _apply_attached_attention(module: nn.Module, args: tuple, output: torch.Tensor) -> torch.Tensor:
-    """Forward hook of a host: its attention on its output, blended by ``attention_scale`` where there is one."""
+    """Forward hook of a host: its attention on its output, blended by ``attention_scale`` where there is one.
+
+    A channel gate or CBAM after a ``BatchNorm2d`` in training goes through :func:`attnlab.attention.attended`,
+    which keeps the BN input (kept by the BN anyway) instead of its output for backward.
+    """
     attention = getattr(module, ATTENTION_CHILD)
     scale = getattr(module, SCALE_PARAM, None)
-    if scale is None:
-        return attention(output)
+    fusable = args and isinstance(args[0], torch.Tensor) and isinstance(output, torch.Tensor)
+    if fusable and can_fuse(module, attention, bn_hooks=True):
+        return attended(attention, output, args[0], *_host_affine(module, args[0]), scale)
     # The blend needs the output unchanged, and an in-place gate (``inplace=True``, which Ultralytics sets on every
     # module that has the flag when it loads a checkpoint) would overwrite it at inference.
-    attended = attention(output.clone() if getattr(attention, "inplace", False) else output)
-    return output + scale * (attended - output)
+    in_place = scale is not None and getattr(attention, "inplace", False)
+    result = attention(output.clone() if in_place else output)
+    return result if scale is None else output + scale * (result - output)
+
+
+def _host_affine(bn: nn.BatchNorm2d, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``scale``, ``shift`` with ``bn(c) == c * scale + shift`` for the statistics the BN just used (the batch's
+    in training: one extra reduction pass over ``c``, as the hook cannot see the BN's own)."""
+    with torch.no_grad():
+        if bn.training or bn.running_mean is None:
+            var, mean = torch.var_mean(c, dim=(0, 2, 3), correction=0)
+        else:
+            var, mean = bn.running_var, bn.running_mean
+        return batch_norm_affine(bn, mean, torch.rsqrt(var + bn.eps))
 
 
 def attached_paths(model: nn.Module) -> list[str]:

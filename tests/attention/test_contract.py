@@ -100,6 +100,9 @@ def test_gate_hook_sees_excitation(name):
 def test_compile_matches_eager(name):
     module = build(name).eval()
     x = torch.randn(2, CHANNELS, 7, 7)
+    # the channel gates share ChannelGate.forward: compiled one type after another they would exhaust dynamo's
+    # per-function recompile limit (8) in this one process
+    torch._dynamo.reset()
     compiled = torch.compile(module, fullgraph=True)
     with torch.no_grad():
         torch.testing.assert_close(compiled(x), module(x), atol=1e-5, rtol=1e-4)

@@ -34,6 +34,7 @@ from . import (  # noqa: F401  (importing a family registers its modules)
     srm,
     triplet,
 )
+from ._common import ChannelGate
 from ._registry import (
     AttentionInfo,
     attention_class,
@@ -43,6 +44,7 @@ from ._registry import (
     list_attentions,
     register_attention,
 )
+from .fused import GatedTail, attended, batch_norm_affine, can_fuse, gate_excitation, gated_batch_norm, gated_tail
 from .placement import (
     AttentionFactory,
     AttentionPlacement,
@@ -56,6 +58,14 @@ __all__ = [
     "AttentionFactory",
     "AttentionInfo",
     "AttentionPlacement",
+    "ChannelGate",
+    "GatedTail",
+    "attended",
+    "batch_norm_affine",
+    "can_fuse",
+    "gate_excitation",
+    "gated_batch_norm",
+    "gated_tail",
     "attention_class",
     "attention_kind",
     "attention_layers",

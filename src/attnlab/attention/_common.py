@@ -8,6 +8,7 @@ from torch import nn
 from attnlab.utils import check_input, check_positive_int
 
 __all__ = [
+    "ChannelGate",
     "apply_gate",
     "check_input",
     "check_odd_kernel",
@@ -75,8 +76,25 @@ def apply_gate(x: torch.Tensor, gate: torch.Tensor, inplace: bool = False) -> to
     return x.mul_(gate) if inplace and not torch.is_grad_enabled() else x * gate
 
 
+class _SpatialMean(torch.autograd.Function):
+    """``x.mean((2, 3), keepdim=True)`` whose backward hands back the gradient as a broadcast view instead of
+    materialising ``grad / HW`` at full size (autograd then adds it into ``x``'s other gradient in one pass)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        ctx.shape = x.shape
+        return x.mean((2, 3), keepdim=True)
+
+    @staticmethod
+    def backward(ctx, grad):
+        n, c, h, w = ctx.shape
+        return (grad / (h * w)).expand(n, c, h, w)
+
+
 def global_avg_pool(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, 1, 1) mean; unlike AdaptiveAvgPool2d it exports cleanly to ONNX."""
+    if x.requires_grad and torch.is_grad_enabled() and not (torch.jit.is_tracing() or torch.compiler.is_compiling()):
+        return _SpatialMean.apply(x)
     return x.mean((2, 3), keepdim=True)
 
 
@@ -96,3 +114,35 @@ def spatial_std(x: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, 1, 1) population standard deviation over space, ``sqrt(mean((x - mean)^2))``
     (divisor H*W, so a single position gives 0 rather than the NaN of the unbiased estimate)."""
     return safe_sqrt((x - global_avg_pool(x)).square().mean((2, 3), keepdim=True))
+
+
+class ChannelGate(nn.Module):
+    """Base of the gates ``y = x * excitation(x)`` whose excitation is computed from ``x`` alone (SE, ECA, ...).
+
+    Subclasses set ``channels`` and ``inplace`` and implement :meth:`excitation`, which must call the ``gate``
+    submodule last (hooks on it see the excitation), or split it into :meth:`pool` and :meth:`excite`. Blocks may
+    call :meth:`excitation` directly, without the input check of :meth:`forward`, to fold the multiply into their
+    residual addition (see :mod:`attnlab.attention.fused`).
+
+    A gate that overrides :meth:`pool` declares that the pool's backward reads ``x`` (GCT's sum of squares, SRM's
+    standard deviation): the fused tails then recompute ``x`` for that backward instead of keeping it.
+    """
+
+    channels: int
+    inplace: bool
+
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, H, W) -> the small statistics :meth:`excite` reads, without parameters: the spatial mean."""
+        return global_avg_pool(x)
+
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The gate values from :meth:`pool`'s statistics."""
+        raise NotImplementedError
+
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        """The gate values, broadcastable over ``x``: (N, C, 1, 1) for pooled gates."""
+        return self.excite(self.pool(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.channels)
+        return apply_gate(x, self.excitation(x), self.inplace)

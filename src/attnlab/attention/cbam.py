@@ -51,11 +51,18 @@ class CBAM(nn.Module):
         self.spatial_bn = nn.BatchNorm2d(1, momentum=0.01)
         self.spatial_gate = nn.Sigmoid()
 
+    def channel_excitation(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
+        """``Mc`` (N, C, 1, 1) from the global average and max pools (N, C, 1, 1) of the input."""
+        return self.gate(self.mlp(avg) + self.mlp(max))
+
+    def spatial_excitation(self, top: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        """``Ms`` (N, 1, H, W) from the channel max and mean (N, 1, H, W) of the channel-gated input."""
+        return self.spatial_gate(self.spatial_bn(self.spatial_conv(torch.cat((top, mean), dim=1))))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)
-        x = apply_gate(x, self.gate(self.mlp(global_avg_pool(x)) + self.mlp(global_max_pool(x))), self.inplace)
-        pooled = torch.cat((x.amax(1, keepdim=True), x.mean(1, keepdim=True)), dim=1)
-        spatial = self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
+        x = apply_gate(x, self.channel_excitation(global_avg_pool(x), global_max_pool(x)), self.inplace)
+        spatial = self.spatial_excitation(x.amax(1, keepdim=True), x.mean(1, keepdim=True))
         # x is now this module's own tensor, so the spatial gate may always go in place
         return apply_gate(x, spatial, inplace=True)
 
@@ -82,10 +89,8 @@ class LightCBAM(CBAM):
         self.spatial_conv = nn.Conv2d(1, 1, self.spatial_kernel, padding=self.spatial_kernel // 2, bias=False)
         self.spatial_bn = nn.BatchNorm2d(1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
-        pooled = 0.5 * global_avg_pool(x) + 0.5 * global_max_pool(x)
-        x = apply_gate(x, self.gate(self.mlp(pooled)), self.inplace)
-        spatial = 0.5 * x.mean(1, keepdim=True) + 0.5 * x.amax(1, keepdim=True)
-        # x is now this module's own tensor, so the spatial gate may always go in place
-        return apply_gate(x, self.spatial_gate(self.spatial_bn(self.spatial_conv(spatial))), inplace=True)
+    def channel_excitation(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.mlp(0.5 * avg + 0.5 * max))
+
+    def spatial_excitation(self, top: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+        return self.spatial_gate(self.spatial_bn(self.spatial_conv(0.5 * mean + 0.5 * top)))

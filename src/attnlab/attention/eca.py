@@ -6,10 +6,10 @@ import math
 
 import torch
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from ._common import (
-    apply_gate,
-    check_input,
+    ChannelGate,
     check_odd_kernel,
     check_positive_int,
     create_act,
@@ -37,7 +37,7 @@ def _resolve_k_size(channels: int, k_size: int | None, gamma: float, b: float) -
 @register_attention(
     "eca", paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", year=2020
 )
-class EfficientChannelAttention(nn.Module):
+class EfficientChannelAttention(ChannelGate):
     """ECA (Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", CVPR 2020).
 
     Global average pooling, then a bias-free 1D convolution of kernel ``k`` across the channel axis (local
@@ -58,11 +58,10 @@ class EfficientChannelAttention(nn.Module):
         self.gate = nn.Sigmoid()
         self.inplace = inplace
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
         y = self.conv(global_avg_pool(x).reshape(n, 1, c))
-        return apply_gate(x, self.gate(y.reshape(n, c, 1, 1)), self.inplace)
+        return self.gate(y.reshape(n, c, 1, 1))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k_size={self.k_size}"
@@ -71,7 +70,7 @@ class EfficientChannelAttention(nn.Module):
 @register_attention(
     "ecam", paper="ECA-Net: Efficient Channel Attention for Deep Convolutional Neural Networks", year=2020
 )
-class EfficientChannelAttentionMLP(nn.Module):
+class EfficientChannelAttentionMLP(ChannelGate):
     """ECA with a per-channel MLP before the channel convolution: timm's ``EcaModule(use_mlp=True)``, an experiment
     of timm built on ECA (Wang et al., "ECA-Net: Efficient Channel Attention for Deep Convolutional Neural
     Networks", CVPR 2020); the paper has no such variant.
@@ -107,11 +106,19 @@ class EfficientChannelAttentionMLP(nn.Module):
         self.gate = nn.Sigmoid()
         self.inplace = inplace
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def _mix(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.conv2(self.act(self.conv1(pooled)))
+
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
-        y = self.conv2(self.act(self.conv1(global_avg_pool(x).reshape(n, 1, c))))
-        return apply_gate(x, self.gate(y.reshape(n, c, 1, 1)), self.inplace)
+        y = global_avg_pool(x).reshape(n, 1, c)
+        if torch.is_grad_enabled() and not (torch.jit.is_tracing() or torch.compiler.is_exporting()):
+            # the (N, hidden, C) lift is hidden / (H * W) activations of the block's size (at 7 x 7 from 512
+            # channels on, more than one): recomputed in backward from the (N, 1, C) pool instead of kept
+            y = checkpoint(self._mix, y, use_reentrant=False)
+        else:
+            y = self._mix(y)
+        return self.gate(y.reshape(n, c, 1, 1))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k_size={self.k_size}, hidden={self.hidden}"
@@ -143,10 +150,9 @@ class CircularEfficientChannelAttention(EfficientChannelAttention):
             )
         self.conv.padding = (0,)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
         n, c = x.shape[:2]
         y = global_avg_pool(x).reshape(n, 1, c)
         if self.pad:  # circular padding written as a concatenation: it exports to ONNX everywhere
             y = torch.cat((y[..., c - self.pad :], y, y[..., : self.pad]), dim=-1)
-        return apply_gate(x, self.gate(self.conv(y).reshape(n, c, 1, 1)), self.inplace)
+        return self.gate(self.conv(y).reshape(n, c, 1, 1))

@@ -8,7 +8,7 @@ import re
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_positive_int, create_act, reduced_channels
+from ._common import ChannelGate, check_positive_int, create_act, reduced_channels
 from ._registry import register_attention
 
 # (u, v) frequencies of the 7x7 DCT grid (u along H, v along W), in the order of the official code: 'top' and
@@ -138,7 +138,7 @@ def dct_basis(freqs: torch.Tensor, size: int) -> torch.Tensor:
 
 
 @register_attention("fca", paper="FcaNet: Frequency Channel Attention Networks", year=2021)
-class FrequencyChannelAttention(nn.Module):
+class FrequencyChannelAttention(ChannelGate):
     """Multi-spectral channel attention (Qin, Zhang, Wu, Li, "FcaNet: Frequency Channel Attention Networks",
     ICCV 2021).
 
@@ -193,13 +193,12 @@ class FrequencyChannelAttention(nn.Module):
         basis_w = dct_basis(self.freq_w.float() * (width / 7), width)
         return basis_h[:, :, None] * basis_w[:, None, :]
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
         n, c, h, w = x.shape
         filters = self.dct_filters(h, w).to(x.dtype)
         groups = x.reshape(n, self.num_freq, c // self.num_freq, h, w)
         pooled = (groups * filters[None, :, None]).sum((3, 4)).reshape(n, c, 1, 1)
-        return apply_gate(x, self.gate(self.fc2(self.act(self.fc1(pooled)))), self.inplace)
+        return self.gate(self.fc2(self.act(self.fc1(pooled))))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, freq_sel={self.freq_sel!r}, hidden={self.hidden}"

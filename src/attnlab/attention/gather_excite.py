@@ -8,12 +8,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import apply_gate, check_input, check_positive_int, create_act, global_avg_pool, reduced_channels
+from ._common import ChannelGate, check_positive_int, create_act, global_avg_pool, reduced_channels
 from ._registry import register_attention
 
 
 @register_attention("ge", paper="Gather-Excite: Exploiting Feature Context in Convolutional Neural Networks", year=2018)
-class GatherExcite(nn.Module):
+class GatherExcite(ChannelGate):
     """Gather-Excite (Hu, Shen, Albanie, Sun, Vedaldi, "Gather-Excite: Exploiting Feature Context in
     Convolutional Neural Networks", NeurIPS 2018).
 
@@ -102,8 +102,7 @@ class GatherExcite(nn.Module):
         e = self.extent
         return F.avg_pool2d(x, 2 * e - 1, stride=e, padding=e - 1, count_include_pad=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
         if self.feat_size is not None and tuple(x.shape[-2:]) != self.feat_size:
             raise ValueError(
                 f"expected a {self.feat_size[0]}x{self.feat_size[1]} feature map (global GE-theta), got "
@@ -112,7 +111,7 @@ class GatherExcite(nn.Module):
         excite = self.mlp(self._gather(x))
         if self.extent:
             excite = F.interpolate(excite, size=x.shape[-2:], mode="nearest")
-        return apply_gate(x, self.gate(excite), self.inplace)
+        return self.gate(excite)
 
     def extra_repr(self) -> str:
         extent = self.extent or "global"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_positive_int
+from ._common import ChannelGate, check_positive_int
 from ._registry import register_attention
 
 
@@ -17,7 +17,7 @@ class OnePlusTanh(nn.Module):
 
 
 @register_attention("gct", paper="Gated Channel Transformation for Visual Recognition", year=2020)
-class GatedChannelTransform(nn.Module):
+class GatedChannelTransform(ChannelGate):
     """GCT (Yang, Zhu, Wu, Yang, "Gated Channel Transformation for Visual Recognition", CVPR 2020).
 
     - global context embedding ``s_c = alpha_c * sqrt(sum_hw x_c^2 + eps)`` (``mode='l2'``; ``'l1'``:
@@ -44,15 +44,18 @@ class GatedChannelTransform(nn.Module):
         self.beta = nn.Parameter(torch.zeros(1, channels, 1, 1))
         self.gate = OnePlusTanh()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, 1, 1) ``sum_hw x^2`` ('l2') or ``sum_hw |x|`` ('l1')."""
+        return (x.square() if self.mode == "l2" else x.abs()).sum((2, 3), keepdim=True)
+
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         if self.mode == "l2":
-            embedding = self.alpha * (x.square().sum((2, 3), keepdim=True) + self.eps).sqrt()
+            embedding = self.alpha * (pooled + self.eps).sqrt()
             norm = (embedding.square().mean(1, keepdim=True) + self.eps).sqrt()
         else:
-            embedding = self.alpha * x.abs().sum((2, 3), keepdim=True)
+            embedding = self.alpha * pooled
             norm = embedding.abs().mean(1, keepdim=True) + self.eps
-        return apply_gate(x, self.gate(self.gamma * embedding / norm + self.beta), self.inplace)
+        return self.gate(self.gamma * embedding / norm + self.beta)
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, mode={self.mode!r}, eps={self.eps}"

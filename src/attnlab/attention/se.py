@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_positive_int, create_act, global_avg_pool, reduced_channels
+from ._common import ChannelGate, check_positive_int, create_act, global_avg_pool, reduced_channels
 from ._registry import register_attention
 
 
 @register_attention("se", paper="Squeeze-and-Excitation Networks", year=2018)
-class SqueezeExcite(nn.Module):
+class SqueezeExcite(ChannelGate):
     """Squeeze-and-Excitation (Hu, Shen, Sun, "Squeeze-and-Excitation Networks", CVPR 2018).
 
     ``y = x * sigmoid(W2 act(W1 avgpool(x)))`` with ``W1: C -> C // reduction`` and ``W2: C // reduction -> C``
@@ -39,13 +39,12 @@ class SqueezeExcite(nn.Module):
         self.gate = nn.Sigmoid()
         self.inplace = inplace
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
-        return apply_gate(x, self.gate(self.fc2(self.act(self.fc1(global_avg_pool(x))))), self.inplace)
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.fc2(self.act(self.fc1(global_avg_pool(x)))))
 
 
 @register_attention("ese", paper="CenterMask: Real-Time Anchor-Free Instance Segmentation", year=2020)
-class EffectiveSqueezeExcite(nn.Module):
+class EffectiveSqueezeExcite(ChannelGate):
     """Effective SE (Lee, Park, "CenterMask: Real-Time Anchor-Free Instance Segmentation", CVPR 2020).
 
     SE with one biased 1x1 conv ``C -> C`` (no bottleneck, so no channel information is lost) and a hard
@@ -60,6 +59,5 @@ class EffectiveSqueezeExcite(nn.Module):
         self.gate = create_act(gate)
         self.inplace = inplace
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
-        return apply_gate(x, self.gate(self.fc(global_avg_pool(x))), self.inplace)
+    def excitation(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.fc(global_avg_pool(x)))

@@ -5,12 +5,12 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_positive_int, global_avg_pool
+from ._common import ChannelGate, check_positive_int, global_avg_pool
 from ._registry import register_attention
 
 
 @register_attention("srm", paper="SRM: A Style-based Recalibration Module for Convolutional Neural Networks", year=2019)
-class StyleRecalibration(nn.Module):
+class StyleRecalibration(ChannelGate):
     """SRM (Lee, Kim, Nam, "SRM: A Style-based Recalibration Module for Convolutional Neural Networks", ICCV 2019).
 
     - style pooling: per-channel mean ``mu`` and std ``sigma = sqrt(mean((x - mu)^2) + eps)``;
@@ -34,13 +34,16 @@ class StyleRecalibration(nn.Module):
         self.bn = nn.BatchNorm2d(channels)
         self.gate = nn.Sigmoid()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.channels)
+    def pool(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, 2, 1): the spatial mean and the biased variance of each channel."""
         mean = global_avg_pool(x)
-        std = (global_avg_pool((x - mean).square()) + self.eps).sqrt()
+        return torch.cat((mean, global_avg_pool((x - mean).square())), dim=2)
+
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        mean, std = pooled[:, :, 0:1], (pooled[:, :, 1:2] + self.eps).sqrt()
         weights = self.cfc.reshape(1, self.channels, 2, 1)
         z = mean * weights[:, :, 0:1] + std * weights[:, :, 1:2]
-        return apply_gate(x, self.gate(self.bn(z)), self.inplace)
+        return self.gate(self.bn(z))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, eps={self.eps}"

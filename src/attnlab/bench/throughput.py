@@ -36,8 +36,9 @@ class BenchResult:
     one training forward (activations and the input batch, parameters excluded); ``peak_*_mb`` (CUDA only, None
     on CPU) is the peak allocated memory during one step minus what was allocated before it (weights,
     gradients and optimiser state of all resident models are thereby excluded). ``*_cpu_ms`` (CPU only) is
-    the median process CPU time of a batch. Ratios are to the first model of the run (``infer_cpu_ratio`` from
-    the CPU times); ``timm`` holds the same measurements of the equal timm architecture (``--vs-timm``)."""
+    the median process CPU time of a batch (``*_cpu_times_ms``: each round's). Ratios are to the first model of
+    the run (``infer_cpu_ratio`` from the CPU times); ``timm`` holds the same measurements of the equal timm
+    architecture (``--vs-timm``)."""
 
     model: str
     params: int
@@ -58,6 +59,8 @@ class BenchResult:
     infer_cpu_ratio: float | None = None
     infer_times_ms: list[float] = field(default_factory=list)
     train_times_ms: list[float] = field(default_factory=list)
+    infer_cpu_times_ms: list[float] = field(default_factory=list)
+    train_cpu_times_ms: list[float] = field(default_factory=list)
     timm: BenchResult | None = None
     timm_note: str = ""
 
@@ -320,6 +323,8 @@ def _result(subject: _Subject, batch_size: int) -> BenchResult:
         train_cpu_ms=_median_ms([cpu for _, cpu in subject.train_s]),
         infer_times_ms=[wall * 1000 for wall, _ in subject.infer_s],
         train_times_ms=[wall * 1000 for wall, _ in subject.train_s],
+        infer_cpu_times_ms=[cpu * 1000 for _, cpu in subject.infer_s if cpu is not None],
+        train_cpu_times_ms=[cpu * 1000 for _, cpu in subject.train_s if cpu is not None],
     )
 
 

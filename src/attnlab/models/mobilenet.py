@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.ops.misc import Conv2dNormActivation
 
-from attnlab.attention import AttentionFactory, AttentionPlacement
+from attnlab.attention import AttentionFactory, AttentionPlacement, gated_batch_norm
 from attnlab.utils import check_input
 
 from ._registry import register_model
@@ -84,9 +84,11 @@ class InvertedResidual(nn.Module):
         self.use_res_connect = stride == 1 and in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = self.conv(x)
         if self.attention is not None:
-            out = self.attention(out)
+            # the projection BN, gate and addition in one step that keeps nothing extra for backward
+            out = self.conv[:-1](x)
+            return gated_batch_norm(self.conv[-1], out, self.attention, x if self.use_res_connect else None)
+        out = self.conv(x)
         return x + out if self.use_res_connect else out
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from attnlab.attention import AttentionFactory, AttentionPlacement
+from attnlab.attention import AttentionFactory, AttentionPlacement, gated_batch_norm
 from attnlab.utils import check_input
 
 from ._registry import register_model
@@ -84,9 +84,10 @@ class BasicBlock(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
-        out = self.bn2(self.conv2(out))
         if self.attention is not None:
-            out = self.attention(out)
+            # gate, addition and ReLU in one step that keeps nothing extra for backward (attention.fused)
+            return gated_batch_norm(self.bn2, self.conv2(out), self.attention, identity, relu=True)
+        out = self.bn2(self.conv2(out))
         out += identity  # in place, as torchvision and timm: one (N, C, H, W) allocation less per block
         return self.relu(out)
 
@@ -133,9 +134,10 @@ class Bottleneck(nn.Module):
         identity = x if self.downsample is None else self.downsample(x)
         out = self.relu(self.bn1(self.conv1(x)))
         out = self.relu(self.bn2(self.conv2(out)))
-        out = self.bn3(self.conv3(out))
         if self.attention is not None:
-            out = self.attention(out)
+            # gate, addition and ReLU in one step that keeps nothing extra for backward (attention.fused)
+            return gated_batch_norm(self.bn3, self.conv3(out), self.attention, identity, relu=True)
+        out = self.bn3(self.conv3(out))
         out += identity  # in place, as torchvision and timm: one (N, C, H, W) allocation less per block
         return self.relu(out)
 

@@ -1,0 +1,279 @@
+"""Memory-lean gating: ``relu(bn(c) * g + identity)`` without keeping the BN output for backward.
+
+In ``y = x * g`` with a pooled gate ``g`` (N, C, 1, 1), autograd keeps the full-size ``x`` for ``grad_g =
+sum_hw(grad_y * x)``. ``x`` is the output of a BatchNorm whose *input* ``c`` autograd keeps anyway, and ``x`` is
+an affine function of ``c`` per channel (``x = c * scale + shift``). :class:`GatedTail` computes the gate
+multiply, the residual addition and the ReLU in one autograd node that keeps only ``c`` (the BN's own saved
+input: the same storage), the (C,) affine, ``g`` and the output (which the ReLU and the next conv keep anyway),
+and recomputes ``x`` elementwise in backward. The maths is that of ``relu(x * g + identity)`` unchanged.
+
+:func:`gated_batch_norm` is what blocks call: the fused path where autograd records a graph (training), the plain
+ops otherwise (inference, tracing, export), so exported graphs are unchanged.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ._common import ChannelGate, global_avg_pool, global_max_pool
+from .cbam import CBAM
+
+__all__ = [
+    "GatedChannelPool",
+    "GatedTail",
+    "RecomputedPool",
+    "attended",
+    "batch_norm_affine",
+    "can_fuse",
+    "gate_excitation",
+    "gated_batch_norm",
+    "gated_tail",
+]
+
+
+def _sum_grad_times_x(
+    grad: torch.Tensor, source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, shape: torch.Size
+) -> torch.Tensor:
+    """``(grad * x).sum_to_size(shape)`` for ``x = source * scale + shift``. For a pooled (N, C, 1, 1) ``shape`` in
+    float32/64: ``scale * sum_hw(grad * source) + shift * sum_hw(grad)``, one full-size temporary less than
+    recomputing ``x``."""
+    n, c = source.shape[:2]
+    if tuple(shape) == (n, c, 1, 1) and grad.dtype == source.dtype and grad.dtype in (torch.float32, torch.float64):
+        dot = (grad * source).sum((2, 3), keepdim=True)
+        return torch.addcmul(dot * scale, grad.sum((2, 3), keepdim=True), shift)
+    return (grad * torch.addcmul(shift, source, scale)).sum_to_size(shape)
+
+
+class GatedTail(torch.autograd.Function):
+    """``out = x * gate (+ identity) (-> relu)``; backward recomputes ``x = source * scale + shift``."""
+
+    @staticmethod
+    def forward(ctx, x, gate, identity, source, scale, shift, relu):
+        out = x * gate if identity is None else torch.addcmul(identity, x, gate)
+        if relu:
+            out = out.relu_()
+        ctx.relu = relu
+        ctx.dtypes = (x.dtype, gate.dtype, None if identity is None else identity.dtype)
+        ctx.save_for_backward(gate, source, scale, shift, out if relu else None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        gate, source, scale, shift, out = ctx.saved_tensors
+        x_dtype, gate_dtype, identity_dtype = ctx.dtypes
+        if ctx.relu:
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        grad_x = grad_gate = grad_identity = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad * gate).to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape).to(gate_dtype)
+        if ctx.needs_input_grad[2]:
+            grad_identity = grad.to(identity_dtype)
+        return grad_x, grad_gate, grad_identity, None, None, None, None
+
+
+class RecomputedPool(torch.autograd.Function):
+    """``pool(x)`` for a parameter-free ``pool`` whose backward reads ``x`` (:meth:`ChannelGate.pool` overridden);
+    keeps ``source`` (kept anyway) and recomputes ``x = source * scale + shift`` and the pool in backward."""
+
+    @staticmethod
+    def forward(ctx, x, source, scale, shift, pool):
+        ctx.pool, ctx.dtype = pool, x.dtype
+        ctx.save_for_backward(source, scale, shift)
+        return pool(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        source, scale, shift = ctx.saved_tensors
+        with torch.enable_grad():
+            x = torch.addcmul(shift, source, scale).to(ctx.dtype).requires_grad_()
+            (grad_x,) = torch.autograd.grad(ctx.pool(x), x, grad)
+        return grad_x, None, None, None, None
+
+
+def gate_excitation(
+    attention: ChannelGate, x: torch.Tensor, source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> torch.Tensor:
+    """``attention.excitation(x)`` for ``x == source * scale + shift``; a pool whose backward reads ``x`` is
+    recomputed from ``source`` (eager only: the compiler sees the plain ops)."""
+    if type(attention).pool is ChannelGate.pool or torch.compiler.is_compiling():
+        return attention.excitation(x)
+    return attention.excite(RecomputedPool.apply(x, source, scale.detach(), shift.detach(), attention.pool))
+
+
+class GatedChannelPool(torch.autograd.Function):
+    """CBAM's middle: ``xg = x * gate`` and its channel max and mean (N, 1, H, W); keeps the argmax indices
+    (N, 1, H, W) instead of ``xg`` and recomputes ``x = source * scale + shift`` in backward. The max's gradient
+    goes to the first maximal channel (``torch.max`` semantics; ``amax`` would split it among ties)."""
+
+    @staticmethod
+    def forward(ctx, x, gate, source, scale, shift):
+        xg = x * gate
+        top, index = xg.max(1, keepdim=True)
+        mean = xg.mean(1, keepdim=True)
+        ctx.dtypes = (x.dtype, gate.dtype)
+        ctx.save_for_backward(gate, source, scale, shift, index)
+        return xg, top, mean
+
+    @staticmethod
+    def backward(ctx, grad_xg, grad_top, grad_mean):
+        gate, source, scale, shift, index = ctx.saved_tensors
+        x_dtype, gate_dtype = ctx.dtypes
+        grad = grad_xg + grad_mean / grad_xg.shape[1]
+        grad = grad.scatter_add_(1, index, grad_top.to(grad.dtype))
+        grad_x = grad_gate = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (grad * gate).to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape).to(gate_dtype)
+        return grad_x, grad_gate, None, None, None
+
+
+def _global_max_pool_indexed(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, 1, 1) max over space; autograd keeps the argmax, not ``x`` (as ``amax`` would)."""
+    return x.flatten(2).max(2, keepdim=True)[0].unsqueeze(-1)
+
+
+def _cbam_tail(
+    attention: CBAM,
+    x: torch.Tensor,
+    identity: torch.Tensor | None,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    relu: bool,
+    blend: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """CBAM on ``x = source * scale + shift``, then the residual tail, keeping only small tensors for backward;
+    with ``blend`` (no residual) ``x + blend * (cbam(x) - x)``."""
+    channel = attention.channel_excitation(global_avg_pool(x), _global_max_pool_indexed(x))
+    xg, top, mean = GatedChannelPool.apply(x, channel, source, scale, shift)
+    spatial = attention.spatial_excitation(top, mean)
+    # xg == source * (scale * channel) + shift * channel: an affine of source per sample and channel
+    channel = channel.detach()
+    if blend is None:
+        return gated_tail(xg, spatial, identity, source, scale * channel, shift * channel, relu)
+    # x * (1 - blend) + xg * (blend * spatial): two tails, each gate small, neither keeps a full-size tensor
+    attended = gated_tail(xg, blend * spatial, None, source, scale * channel, shift * channel, False)
+    return gated_tail(x, 1 - blend, attended, source, scale, shift, False)
+
+
+def attended(
+    attention: nn.Module,
+    x: torch.Tensor,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    blend: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``attention(x)``, or with a blend weight ``x + blend * (attention(x) - x)``, for ``x == source * scale +
+    shift`` and an ``attention`` that :func:`can_fuse` accepts; keeps nothing full-size but ``source``."""
+    if isinstance(attention, CBAM):
+        return _cbam_tail(attention, x, None, source, scale, shift, False, blend)
+    gate = gate_excitation(attention, x, source, scale, shift)
+    if blend is not None:  # x + blend * (x * g - x) is the gate 1 + blend * (g - 1)
+        gate = 1 + blend * (gate - 1)
+    return gated_tail(x, gate, None, source, scale, shift, relu=False)
+
+
+def gated_tail(
+    x: torch.Tensor,
+    gate: torch.Tensor,
+    identity: torch.Tensor | None,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    relu: bool,
+) -> torch.Tensor:
+    """``relu?(x * gate + identity?)`` through :class:`GatedTail`; ``x`` must equal ``source * scale + shift``
+    (``scale``, ``shift`` broadcast over ``source`` and carry no gradient)."""
+    return GatedTail.apply(x, gate, identity, source, scale.detach(), shift.detach(), relu)
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def can_fuse(bn: nn.Module, attention: nn.Module | None, bn_hooks: bool = False) -> bool:
+    """Whether :func:`gated_batch_norm` takes the fused path for this BN and gate now: a plain ``BatchNorm2d`` and
+    a :class:`ChannelGate` or CBAM, neither with forward hooks (the fused path calls neither module's
+    ``forward``), autograd on, and no tracing or export. ``bn_hooks=True`` allows hooks on the BN (for a caller
+    that is itself one)."""
+    return (
+        type(bn) is nn.BatchNorm2d
+        and isinstance(attention, (ChannelGate, CBAM))
+        and torch.is_grad_enabled()
+        and not torch.jit.is_tracing()
+        and not torch.compiler.is_exporting()
+        and (bn_hooks or not _has_hooks(bn))
+        and not _has_hooks(attention)
+    )
+
+
+def batch_norm_affine(
+    bn: nn.BatchNorm2d, mean: torch.Tensor, invstd: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(1, C, 1, 1) ``scale``, ``shift`` with ``bn(c) == c * scale + shift`` for the given statistics, in float32
+    at least (a bf16 ``shift = bias - mean * scale`` would lose the BN output's small values to cancellation)."""
+    dtype = torch.promote_types(mean.dtype, torch.float32)
+    scale = invstd.to(dtype) if bn.weight is None else bn.weight.to(dtype) * invstd.to(dtype)
+    shift = -mean.to(dtype) * scale if bn.bias is None else bn.bias.to(dtype) - mean.to(dtype) * scale
+    return scale.detach().reshape(1, -1, 1, 1), shift.detach().reshape(1, -1, 1, 1)
+
+
+def _batch_norm_with_affine(bn: nn.BatchNorm2d, c: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``bn(c)`` as ``nn.BatchNorm2d.forward`` computes it (running statistics updated likewise), and the affine
+    ``scale``, ``shift`` that maps ``c`` to it."""
+    factor = 0.0 if bn.momentum is None else bn.momentum
+    if bn.training and bn.track_running_stats and bn.num_batches_tracked is not None:
+        bn.num_batches_tracked.add_(1)
+        factor = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
+    batch_stats = bn.training or bn.running_mean is None
+    if batch_stats:
+        running = (bn.running_mean, bn.running_var) if bn.training or not bn.track_running_stats else (None, None)
+        x, mean, invstd = torch.native_batch_norm(c, bn.weight, bn.bias, *running, True, factor, bn.eps)
+    else:
+        x = torch.nn.functional.batch_norm(c, bn.running_mean, bn.running_var, bn.weight, bn.bias, False, 0.0, bn.eps)
+        mean, invstd = bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
+    scale, shift = batch_norm_affine(bn, mean, invstd)
+    return x, scale, shift
+
+
+def gated_batch_norm(
+    bn: nn.Module,
+    c: torch.Tensor,
+    attention: nn.Module,
+    identity: torch.Tensor | None = None,
+    relu: bool = False,
+) -> torch.Tensor:
+    """``relu?(attention(bn(c)) + identity?)``, the tail of an attention block (``relu`` and ``identity``
+    optional). Training with a :class:`ChannelGate` after a ``BatchNorm2d`` keeps nothing full-size for backward
+    that the plain block would not keep (see the module docstring); otherwise the plain ops run: with autograd
+    off the gate multiply, the addition and the ReLU go in place into the BN output."""
+    if can_fuse(bn, attention):
+        x, scale, shift = _batch_norm_with_affine(bn, c)
+        if isinstance(attention, CBAM):
+            return _cbam_tail(attention, x, identity, c, scale, shift, relu)
+        gate = gate_excitation(attention, x, c, scale, shift)
+        return gated_tail(x, gate, identity, c, scale, shift, relu)
+    x = bn(c)
+    if (
+        isinstance(attention, (ChannelGate, CBAM))
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+        and not _has_hooks(attention)
+    ):
+        # the gates, and the addition with the last one, in place in the BN output (nothing else reads it)
+        if isinstance(attention, CBAM):
+            x.mul_(attention.channel_excitation(global_avg_pool(x), global_max_pool(x)))
+            gate = attention.spatial_excitation(x.amax(1, keepdim=True), x.mean(1, keepdim=True))
+        else:
+            gate = attention.excitation(x)
+        out = x.mul_(gate) if identity is None else torch.addcmul(identity, x, gate, out=x)
+    else:
+        out = attention(x)
+        if identity is not None:
+            out += identity
+    return out.relu_() if relu else out

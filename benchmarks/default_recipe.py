@@ -277,7 +277,6 @@ def main() -> None:
     torch.set_num_threads(1)
     work, results_md = Path(args.work), Path(args.results)
     results_json = results_md.with_suffix(".json")
-    results = read_results(results_json)
     env = environment("cpu")
     unknown = sorted(set(args.sets.split(",")) - set(SETS))
     if unknown:
@@ -287,7 +286,8 @@ def main() -> None:
             for model in args.models.split(","):
                 for recipe in args.recipes.split(","):
                     key = (set_name, model, recipe, seed, args.epochs)
-                    if any((r["set"], r["model"], r["recipe"], r["seed"], r["epochs"]) == key for r in results):
+                    done = read_results(results_json)  # also the runs of parts running side by side
+                    if any((r["set"], r["model"], r["recipe"], r["seed"], r["epochs"]) == key for r in done):
                         continue
                     run = {**run_one(set_name, model, recipe, seed, args.epochs, work), "command": env["command"]}
                     with open(work / "results.lock", "w") as lock:  # parts may run side by side

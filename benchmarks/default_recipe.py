@@ -214,7 +214,7 @@ def report(results: list[dict], args: argparse.Namespace, env: dict) -> tuple[st
             f"{r['cpu_seconds']:.0f}",
             f"{r['wall_seconds']:.0f}",
         ]
-        for r in results
+        for r in sorted(results, key=lambda r: (list(SETS).index(r["set"]), r["model"], r["recipe"], r["seed"]))
     ]
     runs = markdown_table(
         ["data", "model", "recipe", "seed", "val loss per epoch", "val acc % per epoch", "CPU s", "wall s"],

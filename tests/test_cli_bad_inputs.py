@@ -122,7 +122,7 @@ CASES = [
     ("ema-over-one", lambda p: train(p, "--ema", "2"), "ema decay must be in (0, 1)"),
     ("grad-clip-zero", lambda p: train(p, "--grad-clip", "0"), "grad_clip must be > 0"),
     ("mixup-negative", lambda p: train(p, "--mixup", "-1"), "mixup must be >= 0"),
-    ("warmup-negative", lambda p: train(p, "--warmup-epochs", "-1"), "warmup_epochs must be >= 0"),
+    ("warmup-negative", lambda p: train(p, "--warmup-steps", "-1"), "warmup_steps must be >= 0"),
     ("momentum-negative", lambda p: train(p, "--momentum", "-0.5"), "momentum must be >= 0"),
     ("optimizer-unknown", lambda p: train(p, "--optimizer", "sgdd"), "invalid choice: 'sgdd'"),
     ("amp-unknown", lambda p: train(p, "--amp", "fp8"), "invalid choice: 'fp8'"),

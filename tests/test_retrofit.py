@@ -280,7 +280,7 @@ def test_train_attach_init_from(tmp_path):
     from attnlab.engine.inference import load_model
     from attnlab.engine.trainer import Trainer, train
 
-    tiny = {"img_size": 8, "batch_size": 64, "lr": 0.1, "device": "cpu", "epochs": 1}  # ResNet-20, 8 px digits
+    tiny = {"img_size": 8, "batch_size": 64, "device": "cpu", "epochs": 1}  # ResNet-20, 8 px digits
     train(resolve_config("fast", **tiny, out=str(tmp_path / "plain")))
     pretrained, _ = load_model(tmp_path / "plain")
     config = resolve_config(

@@ -14,7 +14,7 @@ from attnlab.engine.config import (
     load_recipe,
     resolve_config,
 )
-from attnlab.engine.schedule import lr_factor
+from attnlab.engine.schedule import lr_factor, warmup_length
 
 
 def test_shipped_recipes_follow_the_issue():
@@ -84,9 +84,17 @@ def test_cosine_per_step_and_onecycle():
     config = resolve_config("paddle-cifar", epochs=2)
     factors = [lr_factor(s, 10, config) for s in range(20)]
     assert factors[0] == 1.0 and factors == sorted(factors, reverse=True) and factors[10] == pytest.approx(0.5)
-    fast = resolve_config("fast", epochs=4, warmup_epochs=1)
+    fast = resolve_config("fast", epochs=4, warmup_steps=10)
     ramp = [lr_factor(s, 10, fast) for s in range(40)]
     assert ramp[9] == pytest.approx(1.0) and ramp[0] == pytest.approx(0.1) and ramp[-1] == pytest.approx(1 / 30)
+
+
+def test_warmup_counts_optimizer_steps_with_a_floor_and_a_cap():
+    fast = resolve_config("fast")
+    assert fast.warmup_steps == 50 and warmup_length(1000, fast) == 50  # the same steps whatever the epoch length
+    assert warmup_length(10_000, fast) == 500  # at least 1/20 of a long run
+    assert warmup_length(40, fast) == 20  # at most half of a short one, which keeps its decay
+    assert warmup_length(1, fast) == 1 and warmup_length(1000, resolve_config("fast", warmup_steps=0)) == 0
 
 
 def test_choices_live_in_the_field_metadata_and_validate_reads_them():

@@ -27,7 +27,6 @@ SETTINGS = {
     "img_size": 8,
     "cache_size": 8,
     "batch_size": 6,
-    "lr": 0.05,
     "device": "cpu",
     "amp": "off",
     "deterministic": True,

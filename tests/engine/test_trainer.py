@@ -52,6 +52,7 @@ def test_digits_end_to_end_above_90_percent(digits_run):
     rows = metrics(digits_run)
     assert [row["epoch"] for row in rows] == [1, 2, 3, 4]
     assert max(row["val_acc"] for row in rows) > 0.9
+    assert all(row["val_loss"] < 3 * rows[0]["val_loss"] for row in rows[2:])  # the default recipe does not diverge
     files = {p.name for p in digits_run.iterdir()}
     assert {
         "config.yaml",
@@ -120,6 +121,19 @@ def test_kill_9_mid_epoch_then_resume_matches_the_uninterrupted_run(reference_ru
     assert cli.main(["train", "--resume", str(out)]) == 0
     assert metrics(out) == metrics(reference_run)
     assert_same_weights(out, reference_run)
+
+
+def test_warmup_spans_epochs_in_optimizer_steps(tiny_config):
+    trainer = Trainer(tiny_config(epochs=3, warmup_steps=30))  # 1438 digits in batches of 64: 22 steps per epoch
+    steps, peak = len(trainer.train_batches), trainer.config.lr
+    lrs = []
+    for _ in range(3 * steps):
+        lrs.append(trainer.optimizer.param_groups[0]["lr"])
+        trainer.optimizer.step()
+        trainer.scheduler.step()
+    assert steps == 22 and lrs[:30] == pytest.approx([peak * (s + 1) / 30 for s in range(30)])
+    assert lrs[29] == pytest.approx(peak) == max(lrs) and lrs[steps] < peak  # warm-up goes on past epoch 1
+    assert lrs[30:] == sorted(lrs[30:], reverse=True) and lrs[-1] == pytest.approx(peak / 36)
 
 
 def test_nan_loss_stops_and_keeps_the_last_good_checkpoint(tiny_config):

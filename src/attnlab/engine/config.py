@@ -106,7 +106,11 @@ class TrainConfig:
     )
     milestones: list[int] = field(default_factory=list)
     lr_gamma: float = 0.1
-    warmup_epochs: float = 0.0
+    warmup_steps: int = _field(
+        0,
+        help_text="optimizer steps of linear learning-rate warm-up (0: none); at least 1/20 and at most half of "
+        "the run's optimizer steps",
+    )
     label_smoothing: float = 0.0
     mixup: float = 0.0
     grad_clip: float | None = None
@@ -272,7 +276,7 @@ def validate(config: TrainConfig) -> None:
     _check_choice(config, "normalize", NORMALIZATIONS)
     if config.cache_size is not None and config.cache_size < 1:
         raise ValueError(f"cache_size must be >= 1 (or unset to cache at img_size), got {config.cache_size}")
-    for name in ("workers", "mixup", "warmup_epochs", "momentum", "weight_decay", "lr_gamma"):
+    for name in ("workers", "mixup", "warmup_steps", "momentum", "weight_decay", "lr_gamma"):
         if getattr(config, name) < 0:
             raise ValueError(f"{name} must be >= 0, got {getattr(config, name)}")
     if config.grad_clip is not None and config.grad_clip <= 0:

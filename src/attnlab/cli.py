@@ -203,9 +203,10 @@ def cmd_export(args: argparse.Namespace) -> None:
         args.format,
         args.out,
         opset=args.opset,
-        dynamic_batch=args.dynamic_batch,
+        dynamic=not args.static,
         atol=args.atol,
         overwrite=args.overwrite,
+        data=args.data,
     )
     print(result)
     if not result.ok:
@@ -401,16 +402,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="export a trained run or checkpoint to ONNX or TorchScript",
-        description="Export the model of a run directory or checkpoint and check the exported file "
-        "against PyTorch on random inputs (max abs / relative error); exit 2 over --atol.",
+        help="export a trained run or checkpoint to ONNX, torch.export (.pt2), TorchScript or OpenVINO",
+        description="Export the model of a run directory or checkpoint, with a free batch size and image size and "
+        "its class names, mean/std, input size and model name in the file, and check the exported file in its "
+        "runtime (ONNX Runtime, OpenVINO, PyTorch) against PyTorch on random inputs at two sizes and, with "
+        "--data, on the validation images (top-1 agreement, max abs logit difference); exit 2 over --atol.",
     )
     p.add_argument("run", metavar="RUN_OR_CKPT")
-    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx")
+    p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="(default onnx)")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
-    p.add_argument("--dynamic-batch", action="store_true", help="ONNX: leave the batch size free")
+    p.add_argument("--static", action="store_true", help="fix the batch size and image size to the traced ones")
+    p.add_argument("--data", help="also check on this data's validation images (default: random inputs only)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest max abs error accepted (default 1e-4)")
-    p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx / .torchscript.pt)")
+    p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx/.pt2/.torchscript.pt/.xml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
 

@@ -78,15 +78,13 @@ class ExportedModel(nn.Module):
 
         core = ov.Core()
         model = core.read_model(str(self.path))
-        values = {}
         if self.format == "onnx":
             import onnx
 
             values = {p.key: p.value for p in onnx.load(str(self.path), load_external_data=False).metadata_props}
         else:
-            values = {
-                k: model.get_rt_info(["attnlab", k]).astype(str) for k in METADATA_KEYS if model.has_rt_info(["attnlab", k])
-            }
+            keys = [k for k in METADATA_KEYS if model.has_rt_info(["attnlab", k])]
+            values = {k: model.get_rt_info(["attnlab", k]).astype(str) for k in keys}
         # f32 as in PyTorch: OpenVINO would otherwise run in bf16 on CPUs that have it
         config = {"INFERENCE_PRECISION_HINT": "f32", **({"INFERENCE_NUM_THREADS": threads} if threads else {})}
         compiled = core.compile_model(model, "CPU", config)

@@ -137,9 +137,15 @@ def export_onnx(
 ) -> Path:
     """Export ``model`` (eval mode) traced on ``example`` to ONNX at ``path``: input ``images``, output
     ``logits``, ``metadata`` in the model's metadata_props; batch size, height and width free when ``dynamic``."""
+    return save_onnx(export_program(model, example, dynamic=dynamic), path, opset=opset, metadata=metadata)
+
+
+def save_onnx(
+    program: torch.export.ExportedProgram, path: str | Path, *, opset: int = 18, metadata: dict[str, str] | None = None
+) -> Path:
+    """Translate an :func:`export_program` to ONNX at ``path`` (see :func:`export_onnx`)."""
     require_onnx()
     path = Path(path)
-    program = export_program(model, example, dynamic=dynamic)
     try:
         onnx_program = torch.onnx.export(
             program,

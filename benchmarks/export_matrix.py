@@ -1,0 +1,73 @@
+"""The export matrix: every registered attention module in a CIFAR ResNet-8 (built with it; conv-replacement
+modules in attnlab's ResNet-18) and attached to torchvision's ResNet-18, exported to ONNX (run in ONNX Runtime),
+torch.export (.pt2) and TorchScript with a free batch size and image size, each checked against eager PyTorch at
+batch 3 at the traced size and batch 1 at a larger, non-square size.
+
+    OMP_NUM_THREADS=1 nice -n 10 .venv/bin/python benchmarks/export_matrix.py
+
+Writes benchmarks/results/export_matrix.md (module x host x format: ok / refused with the reason / fails).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import torch
+
+from attnlab.attention import list_attentions
+from attnlab.export.matrix import MATRIX_FORMATS, matrix_hosts, run_matrix_row
+from attnlab.utils import atomic_write_text, command_line, environment, markdown_table, now
+
+
+def cell_text(cell) -> str:
+    if cell.status == "ok":
+        return f"ok ({cell.max_abs_error:.1e})"
+    return f"{cell.status}: {cell.detail[:160]}".replace("|", "/").replace("\n", " ")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--modules", help="comma-separated attention names (default: all registered)")
+    parser.add_argument("--out", default="benchmarks/results/export_matrix.md", help="(default: %(default)s)")
+    args = parser.parse_args()
+    warnings.filterwarnings("ignore")
+    torch.set_num_threads(1)
+    modules = args.modules.split(",") if args.modules else list_attentions()
+    rows, started = [], time.time()
+    for name in modules:
+        for host in matrix_hosts(name):
+            cells = run_matrix_row(name, host)
+            rows.append([name, host, *[cell_text(c) for c in cells]])
+            print(
+                f"{time.time() - started:6.0f}s {name:8} {host:22} " + " | ".join(c.status for c in cells),
+                file=sys.stderr,
+            )
+    statuses = [cell.split(" ")[0].rstrip(":") for row in rows for cell in row[2:]]
+    counts = {s: statuses.count(s) for s in ("ok", "refused", "fails")}
+    env = environment("cpu")
+    text = (
+        "# Export matrix: attention module x host x format, free batch size and image size\n\n"
+        f"{now()}; {env['hardware']}, torch {env['torch']}, onnxruntime and onnxscript of constraints.txt; "
+        f"{time.time() - started:.0f} s.\n\n"
+        f"Command: `{command_line()}`\n\n"
+        "Each model (random weights, random BatchNorm statistics, eval mode) is exported once with the batch size, "
+        "height and width free (`torch.export.Dim.DYNAMIC`; TorchScript by tracing), loaded back in its runtime "
+        "(ONNX Runtime CPU, `torch.export.load`, `torch.jit.load`) and compared with eager PyTorch on random inputs "
+        "at batch 3 at the traced size and batch 1 at a larger, non-square size (ResNet-8: 32x32 then 48x40; "
+        "ResNet-18s: 64x64 then 96x80). Gates are built into a CIFAR ResNet-8 and attached (`attnlab.attach`, "
+        "after every residual branch) to torchvision's ResNet-18; conv-replacement modules (psa, sk, splat) cannot "
+        "be attached and need 64+ channels for their groups, so they are built into attnlab's ResNet-18. "
+        "`ok (e)`: max abs logit error e <= 1e-3; `refused`: attnlab stops the export with that message (exit 2 in "
+        "the CLI); `fails`: the export or the runtime failed or the outputs differ.\n\n"
+        f"Totals: {counts}.\n\n" + markdown_table(["module", "host", *MATRIX_FORMATS], rows) + "\n"
+    )
+    atomic_write_text(Path(args.out), text)
+    print(f"wrote {args.out}: {counts}")
+
+
+if __name__ == "__main__":
+    main()

@@ -33,7 +33,7 @@ from attnlab.engine.inference import load_model, predict_files
 from attnlab.engine.plots import plot_confusion
 from attnlab.engine.rundir import claim_outputs, with_run_dir
 from attnlab.engine.trainer import TrainingDiverged, train
-from attnlab.export import EXPORT_FORMATS, export_checkpoint
+from attnlab.export import EXPORT_FORMATS, export_checkpoint, is_exported_model, load_for_inference
 from attnlab.utils import atomic_write_text, check_positive_int, environment, resolve_device
 
 EVAL_FILES = ("eval.json", "eval_confusion.png")
@@ -167,8 +167,8 @@ def default_output_folder(run: str) -> Path:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     out = claim_outputs(Path(args.out) if args.out else default_output_folder(args.run), EVAL_FILES, args.overwrite)
-    device = resolve_device(args.device)
-    model, metadata = load_model(args.run, device)
+    device = torch.device("cpu") if is_exported_model(args.run) else resolve_device(args.device)
+    model, metadata = load_for_inference(args.run, device)
     batches = eval_batches_for(
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )
@@ -192,13 +192,13 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def cmd_predict(args: argparse.Namespace) -> None:
     check_positive_int("--topk", args.topk)
-    model, metadata = load_model(args.run)
+    model, metadata = load_for_inference(args.run)
     for path, top in zip(args.images, predict_files(model, metadata, args.images, topk=args.topk)):
         print(path + ":  " + "  ".join(f"{name} {p:.3f}" for name, p in top))
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    result = export_checkpoint(
+    result, int8 = export_checkpoint(
         args.run,
         args.format,
         args.out,
@@ -207,8 +207,12 @@ def cmd_export(args: argparse.Namespace) -> None:
         atol=args.atol,
         overwrite=args.overwrite,
         data=args.data,
+        int8=args.int8,
+        calib=args.calib,
     )
     print(result)
+    if int8:
+        print(int8)
     if not result.ok:
         raise ValueError(
             f"the exported model differs from PyTorch by {result.max_abs_error:.3g} > --atol "
@@ -229,8 +233,8 @@ def analysis_out(args: argparse.Namespace, files: tuple[str, ...]) -> Path:
 
 def load_for_analysis(args: argparse.Namespace):
     """(model, metadata, {attention path: stage}, device, evaluation batches) of the run in ``args.run``."""
-    device = resolve_device(args.device)
-    model, metadata = load_model(args.run, device)
+    device = torch.device("cpu") if is_exported_model(args.run) else resolve_device(args.device)
+    model, metadata = load_for_inference(args.run, device)
     batches = eval_batches_for(
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )
@@ -395,7 +399,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_eval)
 
     p = sub.add_parser("predict", help="top-k classes of image files", description="Top-k classes of image files.")
-    p.add_argument("run", metavar="RUN_OR_CKPT")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help="run folder, checkpoint, or exported .onnx/.xml/.pt2 model")
     p.add_argument("images", nargs="+", metavar="IMAGE")
     p.add_argument("--topk", type=int, default=5, help="classes shown per image (default 5)")
     p.set_defaults(func=cmd_predict)
@@ -413,6 +417,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset (default 18)")
     p.add_argument("--static", action="store_true", help="fix the batch size and image size to the traced ones")
     p.add_argument("--data", help="also check on this data's validation images (default: random inputs only)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an INT8 model (<out>.int8.onnx/.xml; static PTQ, ONNX Runtime QDQ, per-channel weights; "
+        "attention gates kept in fp32 when they quantize badly) and report top-1 fp32 vs int8 on --data's (else "
+        "--calib's) validation images",
+    )
+    p.add_argument("--calib", metavar="DATA", help="--int8: data whose train split calibrates (256 images)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest max abs error accepted (default 1e-4)")
     p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx/.pt2/.torchscript.pt/.xml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")

@@ -4,6 +4,8 @@ in ONNX Runtime / OpenVINO / PyTorch and check them against eager PyTorch."""
 from .check import (
     Agreement,
     ExportResult,
+    Int8Report,
+    calibration_images,
     checkpoint_input_shape,
     compare_outputs,
     export_checkpoint,
@@ -24,13 +26,18 @@ from .formats import (
     require_onnx,
     write_export,
 )
-from .runtime import RUNTIMES, ExportedModel, exported_format, is_exported_model
+from .quantize import QuantizeResult, quantize_onnx
+from .runtime import RUNTIMES, ExportedModel, exported_format, is_exported_model, load_for_inference
 
 __all__ = [
     "EXPORT_FORMATS",
     "RUNTIMES",
+    "QuantizeResult",
+    "quantize_onnx",
     "SUFFIXES",
     "Agreement",
+    "Int8Report",
+    "calibration_images",
     "ExportRefused",
     "ExportResult",
     "ExportedModel",
@@ -45,6 +52,7 @@ __all__ = [
     "exported_format",
     "file_metadata",
     "is_exported_model",
+    "load_for_inference",
     "onnx_max_error",
     "require_extra",
     "require_onnx",

@@ -196,14 +196,23 @@ def export_openvino(
 ) -> Path:
     """OpenVINO IR (``path`` .xml + .bin beside it) converted from the ONNX export, ``metadata`` in its rt_info."""
     require_extra("openvino")
+    with tempfile.TemporaryDirectory() as tmp:
+        onnx_path = export_onnx(
+            model, example, Path(tmp) / "model.onnx", opset=opset, dynamic=dynamic, metadata=metadata
+        )
+        return onnx_to_openvino(onnx_path, path)
+
+
+def onnx_to_openvino(onnx_path: str | Path, path: str | Path) -> Path:
+    """Convert an ONNX file (fp32, or INT8 QDQ) to OpenVINO IR at ``path``, its metadata_props into rt_info."""
+    require_extra("openvino")
+    import onnx
     import openvino as ov
 
     path = Path(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        onnx_path = export_onnx(model, example, Path(tmp) / "model.onnx", opset=opset, dynamic=dynamic)
-        converted = ov.convert_model(str(onnx_path))
-    for key, value in (metadata or {}).items():
-        converted.set_rt_info(value, ["attnlab", key])
+    converted = ov.convert_model(str(onnx_path))
+    for prop in onnx.load(str(onnx_path), load_external_data=False).metadata_props:
+        converted.set_rt_info(prop.value, ["attnlab", prop.key])
     ov.save_model(converted, str(path), compress_to_fp16=False)
     return path
 

@@ -9,6 +9,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from attnlab.engine.inference import load_model
+
 from .formats import EXTRA_FILE, METADATA_KEYS, quiet_jit, read_file_metadata, require_extra
 
 RUNTIMES = ("torch", "ort", "openvino")
@@ -110,3 +112,17 @@ class ExportedModel(nn.Module):
             return module(images)
 
         return read_file_metadata(json.loads(extra[EXTRA_FILE] or "{}")), run
+
+
+def load_for_inference(model_or_run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
+    """(model in eval mode, metadata) of an exported file (.onnx, .xml, .pt2, TorchScript .pt; run on the CPU by its
+    runtime, metadata from the file) or of a run directory / checkpoint (``load_model``)."""
+    if is_exported_model(model_or_run):
+        model = ExportedModel(model_or_run)
+        if "classes" not in model.metadata or "preprocess" not in model.metadata:
+            raise ValueError(
+                f"{model_or_run} carries no attnlab metadata (class names, preprocessing); export it with "
+                "`attnlab export RUN`, or give the run folder"
+            )
+        return model.eval(), model.metadata
+    return load_model(model_or_run, device)

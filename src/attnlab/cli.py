@@ -34,7 +34,8 @@ from attnlab.engine.plots import plot_confusion
 from attnlab.engine.rundir import claim_outputs, with_run_dir
 from attnlab.engine.trainer import TrainingDiverged, train
 from attnlab.export import EXPORT_FORMATS, export_checkpoint, is_exported_model, load_for_inference
-from attnlab.utils import atomic_write_text, check_positive_int, environment, resolve_device
+from attnlab.export.speed import runtime_benchmark, runtime_markdown
+from attnlab.utils import atomic_write_text, check_positive_int, command_line, environment, resolve_device
 
 EVAL_FILES = ("eval.json", "eval_confusion.png")
 
@@ -304,6 +305,9 @@ def cmd_analyze_cam(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.runtime != "torch" or args.int8:
+        cmd_bench_runtime(args)
+        return
     settings = {
         "input_size": args.input_size,
         "batch_size": args.batch_size,
@@ -332,6 +336,35 @@ def cmd_bench(args: argparse.Namespace) -> None:
             "results": [r.to_dict() for r in results],
         }
         Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+
+
+def cmd_bench_runtime(args: argparse.Namespace) -> None:
+    """bench --runtime ort|openvino [--int8]: the models exported to ONNX and timed in that runtime."""
+    if args.runtime == "torch":
+        raise ValueError("--int8 models run in ONNX Runtime or OpenVINO: add --runtime ort or --runtime openvino")
+    runtimes = ["torch", args.runtime]
+    results = runtime_benchmark(
+        split_list(args.models),
+        runtimes,
+        int8=args.int8,
+        batch_sizes=[args.batch_size],
+        img_size=args.input_size or 224,
+        warmup=args.warmup,
+        repeats=args.repeats,
+        iters=args.iters,
+        threads=args.threads,
+        progress=lambda message: print(message, file=sys.stderr),
+    )
+    env = environment("cpu")
+    print(
+        f"{env['hardware']} ({env['torch_threads']} torch threads), torch {env['torch']}; batch {args.batch_size}, "
+        f"median of {args.repeats} interleaved rounds; ratios to the first model in each runtime and precision"
+    )
+    print(runtime_markdown(results))
+    if args.json:
+        report = {"command": command_line(), "environment": env, "results": [dataclasses.asdict(r) for r in results]}
+        atomic_write_text(Path(args.json), json.dumps(report, indent=2))
         print(f"wrote {args.json}")
 
 
@@ -528,6 +561,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds; the median counts (default 5)")
     p.add_argument("--iters", type=int, default=1, help="iterations per model per round (default 1)")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--runtime",
+        choices=("torch", "ort", "openvino"),
+        default="torch",
+        help="torch: eager PyTorch (this command's full measurement); ort, openvino: the models exported to ONNX "
+        "and run in ONNX Runtime or OpenVINO, timed next to eager PyTorch (default torch)",
+    )
+    p.add_argument("--int8", action="store_true", help="also time the INT8 (static QDQ) models in ort / openvino")
     p.add_argument("--json", metavar="FILE", help="also write the results, settings and environment as JSON")
     p.set_defaults(func=cmd_bench)
 

@@ -141,3 +141,19 @@ def test_cli_fails_over_the_tolerance(tmp_path, capsys, batch_baking_model):
     assert main(["export", ckpt, "--format", "torchscript"]) == 2
     err = capsys.readouterr().err
     assert "attnlab export: error: the exported model differs from PyTorch" in err and "> --atol 0.0001" in err
+
+
+@pytest.fixture
+def fixed_size_model():
+    register_model("_test_fixed_size", input_size=(3, 8, 8))(lambda **kwargs: FixedSize())
+    yield "_test_fixed_size"
+    del _MODELS["_test_fixed_size"]
+
+
+def test_cli_refuses_a_size_fixing_model_with_exit_2_and_exports_it_static(tmp_path, capsys, fixed_size_model):
+    ckpt = write_checkpoint(tmp_path, fixed_size_model, 8)
+    assert main(["export", ckpt, "--format", "pt2"]) == 2
+    err = capsys.readouterr().err
+    assert "cannot be exported with a free batch size and image size" in err and "--static" in err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert main(["export", ckpt, "--format", "pt2", "--static", "--overwrite"]) == 0

@@ -28,12 +28,13 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", required=True, help="folder with one run folder per model, named as the model")
     parser.add_argument("--data", default="../shared/data/flowers17", help="(default: %(default)s)")
+    parser.add_argument("--models", default=",".join(MODELS), help="(default: %(default)s)")
     parser.add_argument("--out", default="benchmarks/results/int8_flowers17.md", help="(default: %(default)s)")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
-        for model in MODELS:
+        for model in args.models.split(","):
             run = Path(args.runs) / model
             metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
             out = Path(tmp) / f"{model}.onnx"

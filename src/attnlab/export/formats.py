@@ -86,8 +86,8 @@ def _dynamic_shapes(dynamic: bool):
 
 
 def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    lines = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("For more")]
+    text = str(err).split("For more information")[0].strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     return " ".join(lines[:3])[:400] if lines else type(err).__name__
 
 

@@ -44,9 +44,14 @@ class MatrixCell:
 
 
 def matrix_hosts(attention: str) -> list[str]:
-    """The hosts of ``attention`` in the matrix: a CIFAR ResNet-8 built with a gate and torchvision's ResNet-18
-    with it attached; attnlab's ResNet-18 built with a conv-replacement module (its groups need >= 64 channels)."""
-    return ["resnet8", "torchvision:resnet18"] if attention_kind(attention) == "gate" else ["resnet18"]
+    """The hosts of ``attention`` in the matrix: a CIFAR ResNet-8 built with it (attnlab's ResNet-18 where its
+    default groups need more than ResNet-8's 16-64 channels), and torchvision's ResNet-18 with a gate attached."""
+    try:
+        CifarResNet(8, attention=attention)
+        small = "resnet8"
+    except ValueError:
+        small = "resnet18"
+    return [small, "torchvision:resnet18"] if attention_kind(attention) == "gate" else [small]
 
 
 def tiny_host(attention: str, num_classes: int = 4, channels: int = 64) -> nn.Sequential:

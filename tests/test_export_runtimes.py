@@ -11,7 +11,7 @@ import attnlab
 from attnlab.cli import main
 from attnlab.engine.checkpoint import save_weights
 from attnlab.export import ExportedModel, export_checkpoint, is_exported_model
-from attnlab.export.quantize import attention_nodes
+from attnlab.export.quantize import attention_nodes, quantize_onnx
 
 pytest.importorskip("onnxruntime", reason="install the 'onnx' extra to test exported models")
 pytest.importorskip("onnxscript", reason="install the 'onnx' extra to test exported models")
@@ -106,3 +106,19 @@ def test_bench_runtime_ort_times_the_export_next_to_pytorch(capsys):
 def test_bench_int8_needs_an_onnx_runtime(capsys):
     assert main(["bench", "--int8", "--models", "resnet20"]) == 2
     assert "add --runtime ort or --runtime openvino" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_the_gate_remedy_keeps_attention_nodes_in_fp32_when_it_agrees_better(exported, tmp_path, monkeypatch):
+    onnx = pytest.importorskip("onnx")
+    agreements = iter([0.5, 0.9])  # the fully quantized model agrees badly, the remedied one better
+    monkeypatch.setattr("attnlab.export.quantize._agreement", lambda a, b, images: next(agreements))
+    calib = torch.randn(16, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    paths = [f"layer{s}.{b}.attention" for s in (1, 2, 3) for b in range(3)]
+    result = quantize_onnx(exported, tmp_path / "q.onnx", calib, paths)
+    assert result.calib_agreement == 0.9 and result.fp32_nodes == tuple(attention_nodes(exported, paths))
+    assert result.path.is_file() and not (tmp_path / "q.gates-fp32.onnx").exists()
+    model = onnx.load(str(result.path))
+    dequantized = {o for n in model.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    sigmoids = [n for n in model.graph.node if n.op_type == "Sigmoid"]
+    assert len(sigmoids) == 9 and not any(set(n.input) & dequantized for n in sigmoids)

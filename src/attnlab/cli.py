@@ -48,6 +48,7 @@ from attnlab.engine.evaluate import evaluate
 from attnlab.engine.inference import checkpoint_path, load_model
 from attnlab.engine.plots import checkpoint_label, plot_confusion
 from attnlab.engine.predict import (
+    classifier_for,
     collect_images,
     load_classifier,
     predict_images,
@@ -57,13 +58,15 @@ from attnlab.engine.predict import (
 )
 from attnlab.engine.rundir import claim_outputs, with_run_dir
 from attnlab.engine.trainer import TrainingDiverged, train
-from attnlab.export import EXPORT_FORMATS, export_checkpoint
+from attnlab.export import EXPORT_FORMATS, export_checkpoint, is_exported_model, load_for_inference
+from attnlab.export.speed import runtime_benchmark, runtime_markdown
 from attnlab.utils import (
     AMP_HELP,
     AMP_MODES,
     DEVICE_HELP,
     atomic_write_text,
     check_positive_int,
+    command_line,
     default_workers,
     environment,
     resolve_amp,
@@ -267,8 +270,8 @@ def default_output_folder(run: str) -> Path:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     out = claim_outputs(Path(args.out) if args.out else default_output_folder(args.run), EVAL_FILES, args.overwrite)
-    device = resolve_device(args.device)
-    model, metadata = load_model(args.run, device)
+    device = torch.device("cpu") if is_exported_model(args.run) else resolve_device(args.device)
+    model, metadata = load_for_inference(args.run, device)
     batches = eval_batches_for(
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )
@@ -304,7 +307,10 @@ def cmd_predict(args: argparse.Namespace) -> None:
         if Path(path).exists() and not args.overwrite:
             raise ValueError(f"{path} exists already; add --overwrite to replace it, or choose another file")
     paths = collect_images(args.images)
-    classifier = load_classifier(args.run, args.device, args.amp)
+    if is_exported_model(args.run):  # runs on the CPU in its own runtime
+        classifier = classifier_for(*load_for_inference(args.run), args.run)
+    else:
+        classifier = load_classifier(args.run, args.device, args.amp)
     predictions = list(predict_images(classifier, paths, topk=args.topk, batch_size=args.batch_size))
     outputs = {}
     if args.json:
@@ -326,16 +332,21 @@ def cmd_predict(args: argparse.Namespace) -> None:
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    result = export_checkpoint(
+    result, int8 = export_checkpoint(
         args.run,
         args.format,
         args.out,
         opset=args.opset,
-        dynamic_batch=args.dynamic_batch,
+        dynamic=not args.static,
         atol=args.atol,
         overwrite=args.overwrite,
+        data=args.data,
+        int8=args.int8,
+        calib=args.calib,
     )
     print(result)
+    if int8:
+        print(int8)
     if not result.ok:
         raise ValueError(
             f"the exported model differs from PyTorch by {result.max_abs_error:.3g} > --atol "
@@ -358,8 +369,8 @@ def analysis_out(args: argparse.Namespace, files: tuple[str, ...]) -> Path:
 
 def load_for_analysis(args: argparse.Namespace):
     """(model, metadata, {attention path: stage}, device, evaluation batches) of the run in ``args.run``."""
-    device = resolve_device(args.device)
-    model, metadata = load_model(args.run, device)
+    device = torch.device("cpu") if is_exported_model(args.run) else resolve_device(args.device)
+    model, metadata = load_for_inference(args.run, device)
     batches = eval_batches_for(
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )
@@ -421,6 +432,9 @@ def cmd_analyze_cam(args: argparse.Namespace) -> None:
 def cmd_bench(args: argparse.Namespace) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.runtime != "torch" or args.int8:
+        cmd_bench_runtime(args)
+        return
     settings = {
         "img_size": args.img_size,
         "batch_size": args.batch_size,
@@ -449,6 +463,35 @@ def cmd_bench(args: argparse.Namespace) -> None:
             "results": [r.to_dict() for r in results],
         }
         Path(args.json).write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+
+
+def cmd_bench_runtime(args: argparse.Namespace) -> None:
+    """bench --runtime ort|openvino [--int8]: the models exported to ONNX and timed in that runtime."""
+    if args.runtime == "torch":
+        raise ValueError("--int8 models run in ONNX Runtime or OpenVINO: add --runtime ort or --runtime openvino")
+    runtimes = ["torch", args.runtime]
+    results = runtime_benchmark(
+        args.models,
+        runtimes,
+        int8=args.int8,
+        batch_sizes=[args.batch_size],
+        img_size=args.img_size or 224,  # one size for all the exported models
+        warmup=args.warmup,
+        repeats=args.repeats,
+        iters=args.iters,
+        threads=args.threads,
+        progress=lambda message: print(message, file=sys.stderr),
+    )
+    env = environment("cpu")
+    print(
+        f"{env['hardware']} ({env['torch_threads']} torch threads), torch {env['torch']}; batch {args.batch_size}, "
+        f"median of {args.repeats} interleaved rounds; ratios to the first model in each runtime and precision"
+    )
+    print(runtime_markdown(results))
+    if args.json:
+        report = {"command": command_line(), "environment": env, "results": [dataclasses.asdict(r) for r in results]}
+        atomic_write_text(Path(args.json), json.dumps(report, indent=2))
         print(f"wrote {args.json}")
 
 
@@ -525,7 +568,7 @@ def build_parser() -> argparse.ArgumentParser:
         "unreadable image is skipped with a warning; the others are predicted and written, then the command exits "
         "with code 2 naming the skipped files.",
     )
-    p.add_argument("run", metavar="RUN_OR_CKPT")
+    p.add_argument("run", metavar="RUN_OR_CKPT", help="run folder, checkpoint, or exported .onnx/.xml/.pt2 model")
     p.add_argument(
         "images",
         nargs="+",
@@ -544,16 +587,27 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser(
         "export",
-        help="export a trained run or checkpoint to ONNX or TorchScript",
-        description="Export the model of a run directory or checkpoint and check the exported file "
-        "against PyTorch on random inputs (max abs / relative error); exit 2 over --atol.",
+        help="export a trained run or checkpoint to ONNX, torch.export (.pt2), TorchScript or OpenVINO",
+        description="Export the model of a run directory or checkpoint, with a free batch size and image size and "
+        "its class names, mean/std, input size and model name in the file, and check the exported file in its "
+        "runtime (ONNX Runtime, OpenVINO, PyTorch) against PyTorch on random inputs at two sizes and, with "
+        "--data, on the validation images (top-1 agreement, max abs logit difference); exit 2 over --atol.",
     )
     p.add_argument("run", metavar="RUN_OR_CKPT")
     p.add_argument("--format", choices=EXPORT_FORMATS, default="onnx", help="file format")
     p.add_argument("--opset", type=int, default=18, help="ONNX opset")
-    p.add_argument("--dynamic-batch", action="store_true", help="ONNX: leave the batch size free")
+    p.add_argument("--static", action="store_true", help="fix the batch size and image size to the traced ones")
+    p.add_argument("--data", help="also check on this data's validation images (default: random inputs only)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="also write an INT8 model (<out>.int8.onnx/.xml; static PTQ, ONNX Runtime QDQ, per-channel weights; "
+        "attention gates kept in fp32 when they quantize badly) and report top-1 fp32 vs int8 on --data's (else "
+        "--calib's) validation images",
+    )
+    p.add_argument("--calib", metavar="DATA", help="--int8: data whose train split calibrates (256 images)")
     p.add_argument("--atol", type=float, default=1e-4, help="largest max abs error accepted")
-    p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx / .torchscript.pt)")
+    p.add_argument("--out", help="output file (default: the checkpoint's path with .onnx/.pt2/.torchscript.pt/.xml)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing output file")
     p.set_defaults(func=cmd_export)
 
@@ -685,6 +739,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=int, default=5, help="interleaved timed rounds; the median counts")
     p.add_argument("--iters", type=int, default=1, help="iterations per model per round")
     p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    p.add_argument(
+        "--runtime",
+        choices=("torch", "ort", "openvino"),
+        default="torch",
+        help="torch: eager PyTorch (this command's full measurement); ort, openvino: the models exported to ONNX "
+        "and run in ONNX Runtime or OpenVINO, timed next to eager PyTorch",
+    )
+    p.add_argument("--int8", action="store_true", help="also time the INT8 (static QDQ) models in ort / openvino")
     p.add_argument("--json", metavar="FILE", help="also write the results, settings and environment as JSON")
     p.set_defaults(func=cmd_bench)
 

@@ -53,7 +53,20 @@ def load_classifier(run_or_ckpt: str | Path, device: str | torch.device = "auto"
     mixed precision ``amp`` (one of ``utils.AMP_MODES``)."""
     device = resolve_device(device)
     model, metadata = load_model(run_or_ckpt, device)
+    return classifier_for(model, metadata, str(checkpoint_path(run_or_ckpt)), device, amp)
+
+
+def classifier_for(
+    model: Callable[[torch.Tensor], torch.Tensor],
+    metadata: dict,
+    source: str,
+    device: str | torch.device = "cpu",
+    amp: str = "off",
+) -> Classifier:
+    """The :class:`Classifier` of a loaded model (a module or an exported file's runner) and the metadata it was
+    saved with (``classes``, ``preprocess``, ``model``)."""
     require_metadata(metadata, "preprocess", "classes")
+    device = resolve_device(device)
     amp_dtype = resolve_amp(amp, device)
 
     @torch.no_grad()
@@ -66,8 +79,8 @@ def load_classifier(run_or_ckpt: str | Path, device: str | torch.device = "auto"
         list(metadata["classes"]),
         Preprocess.from_dict(metadata["preprocess"]),
         device,
-        metadata["model"],
-        str(checkpoint_path(run_or_ckpt)),
+        metadata.get("model", Path(source).stem),
+        source,
     )
 
 

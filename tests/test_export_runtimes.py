@@ -97,7 +97,7 @@ def test_int8_needs_calibration_data_and_an_onnx_format(digits_run, tmp_path, ca
 
 
 def test_bench_runtime_ort_times_the_export_next_to_pytorch(capsys):
-    argv = ["bench", "--runtime", "ort", "--models", "se_resnet20", "--input-size", "16", "--batch-size", "2"]
+    argv = ["bench", "--runtime", "ort", "--models", "se_resnet20", "--img-size", "16", "--batch-size", "2"]
     assert main([*argv, "--repeats", "1", "--warmup", "0"]) == 0
     out = capsys.readouterr().out
     assert "| se_resnet20 | ort | fp32 | 2 |" in out and "| se_resnet20 | torch | fp32 | 2 |" in out

@@ -30,10 +30,14 @@ def YOLO(tmp_path_factory):
     config = tmp_path_factory.mktemp("ultralytics-config")
     saved = {k: os.environ.get(k) for k in ("YOLO_CONFIG_DIR", "YOLO_OFFLINE", "YOLO_AUTOINSTALL")}
     os.environ.update(YOLO_CONFIG_DIR=str(config), YOLO_OFFLINE="1", YOLO_AUTOINSTALL="false")
+    # Importing ultralytics replaces PIL.Image.open process-wide (a HEIF patch that imports pi_heif on an unreadable
+    # file); put PIL's own back afterwards so the other tests in this worker see plain PIL errors.
+    pil_open = Image.open
     ultralytics = pytest.importorskip(
         "ultralytics", reason="ultralytics is not installed (optional extra: pip install 'attnlab[ultralytics]')"
     )
     yield ultralytics.YOLO
+    Image.open = pil_open
     for key, value in saved.items():
         if value is None:
             os.environ.pop(key, None)

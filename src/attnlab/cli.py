@@ -50,7 +50,6 @@ from attnlab.engine.plots import checkpoint_label, plot_confusion
 from attnlab.engine.predict import (
     classifier_for,
     collect_images,
-    load_classifier,
     predict_images,
     predictions_csv,
     predictions_json,
@@ -58,7 +57,7 @@ from attnlab.engine.predict import (
 )
 from attnlab.engine.rundir import claim_outputs, with_run_dir
 from attnlab.engine.trainer import TrainingDiverged, train
-from attnlab.export import EXPORT_FORMATS, export_checkpoint, is_exported_model, load_for_inference
+from attnlab.export import EXPORT_FORMATS, export_checkpoint, load_for_inference
 from attnlab.export.speed import runtime_benchmark, runtime_markdown
 from attnlab.utils import (
     AMP_HELP,
@@ -270,8 +269,7 @@ def default_output_folder(run: str) -> Path:
 
 def cmd_eval(args: argparse.Namespace) -> None:
     out = claim_outputs(Path(args.out) if args.out else default_output_folder(args.run), EVAL_FILES, args.overwrite)
-    device = torch.device("cpu") if is_exported_model(args.run) else resolve_device(args.device)
-    model, metadata = load_for_inference(args.run, device)
+    model, metadata, device = load_for_inference(args.run, args.device)
     batches = eval_batches_for(
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )
@@ -307,10 +305,8 @@ def cmd_predict(args: argparse.Namespace) -> None:
         if Path(path).exists() and not args.overwrite:
             raise ValueError(f"{path} exists already; add --overwrite to replace it, or choose another file")
     paths = collect_images(args.images)
-    if is_exported_model(args.run):  # runs on the CPU in its own runtime
-        classifier = classifier_for(*load_for_inference(args.run), args.run)
-    else:
-        classifier = load_classifier(args.run, args.device, args.amp)
+    model, metadata, device = load_for_inference(args.run, args.device)
+    classifier = classifier_for(model, metadata, str(args.run), device, args.amp)
     predictions = list(predict_images(classifier, paths, topk=args.topk, batch_size=args.batch_size))
     outputs = {}
     if args.json:
@@ -369,8 +365,7 @@ def analysis_out(args: argparse.Namespace, files: tuple[str, ...]) -> Path:
 
 def load_for_analysis(args: argparse.Namespace):
     """(model, metadata, {attention path: stage}, device, evaluation batches) of the run in ``args.run``."""
-    device = torch.device("cpu") if is_exported_model(args.run) else resolve_device(args.device)
-    model, metadata = load_for_inference(args.run, device)
+    model, metadata, device = load_for_inference(args.run, args.device)
     batches = eval_batches_for(
         metadata, data=args.data, val=args.val, batch_size=args.batch_size, workers=args.workers, device=device
     )

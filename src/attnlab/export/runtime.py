@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from attnlab.engine.inference import load_model
+from attnlab.utils import resolve_device
 
 from .formats import EXTRA_FILE, METADATA_KEYS, quiet_jit, read_file_metadata, require_extra
 
@@ -114,9 +115,12 @@ class ExportedModel(nn.Module):
         return read_file_metadata(json.loads(extra[EXTRA_FILE] or "{}")), run
 
 
-def load_for_inference(model_or_run: str | Path, device: str | torch.device = "cpu") -> tuple[nn.Module, dict]:
-    """(model in eval mode, metadata) of an exported file (.onnx, .xml, .pt2, TorchScript .pt; run on the CPU by its
-    runtime, metadata from the file) or of a run directory / checkpoint (``load_model``)."""
+def load_for_inference(
+    model_or_run: str | Path, device: str | torch.device = "auto"
+) -> tuple[nn.Module, dict, torch.device]:
+    """(model in eval mode, metadata, the device it runs on) of an exported file (.onnx, .xml, .pt2, TorchScript
+    .pt; run on the CPU by its runtime, metadata from the file) or of a run directory / checkpoint (``load_model``
+    on ``device``, ``auto``: CUDA when available)."""
     if is_exported_model(model_or_run):
         model = ExportedModel(model_or_run)
         if "classes" not in model.metadata or "preprocess" not in model.metadata:
@@ -124,5 +128,6 @@ def load_for_inference(model_or_run: str | Path, device: str | torch.device = "c
                 f"{model_or_run} carries no attnlab metadata (class names, preprocessing); export it with "
                 "`attnlab export RUN`, or give the run folder"
             )
-        return model.eval(), model.metadata
-    return load_model(model_or_run, device)
+        return model.eval(), model.metadata, torch.device("cpu")
+    device = resolve_device(device)
+    return *load_model(model_or_run, device), device

@@ -21,16 +21,8 @@ import torch
 from torch import nn
 
 import attnlab
-from attnlab.attention import is_attention
+from attnlab.attention.fused import unfused_copy
 from attnlab.bench import environment
-
-
-def plain_reference(model: nn.Module) -> nn.Module:
-    reference = copy.deepcopy(model)
-    for module in reference.modules():
-        if is_attention(module):
-            module.register_forward_hook(lambda *args: None)
-    return reference
 
 
 def curve(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, epochs: int) -> torch.Tensor:
@@ -67,10 +59,10 @@ def main() -> int:
         x32 = images.float()
         curves = {
             "fused64": curve(copy.deepcopy(model64), images, labels, args.epochs),
-            "plain64": curve(plain_reference(model64), images, labels, args.epochs),
+            "plain64": curve(unfused_copy(model64), images, labels, args.epochs),
             "fused32": curve(copy.deepcopy(model32), x32, labels, args.epochs),
-            "plain32": curve(plain_reference(model32), x32, labels, args.epochs),
-            "plain32_ulp": curve(plain_reference(model32), x32 * (1 + 2**-23), labels, args.epochs),
+            "plain32": curve(unfused_copy(model32), x32, labels, args.epochs),
+            "plain32_ulp": curve(unfused_copy(model32), x32 * (1 + 2**-23), labels, args.epochs),
         }
 
         def gap(a: str, b: str, curves: dict[str, torch.Tensor] = curves) -> float:

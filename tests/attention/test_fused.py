@@ -12,7 +12,8 @@ import torch
 from torch import nn
 
 import attnlab
-from attnlab.attention import create_attention, gated_batch_norm, is_attention
+from attnlab.attention import create_attention, gated_batch_norm
+from attnlab.attention.fused import unfused_copy
 from attnlab.bench.throughput import saved_activation_bytes
 
 FUSED = ["se", "ese", "eca", "ecam", "ceca", "fca", "ge", "gct", "srm", "cbam", "lcbam"]
@@ -27,15 +28,6 @@ KWARGS = {
 @pytest.fixture(autouse=True)
 def seeded():
     torch.manual_seed(0)
-
-
-def plain_reference(model: nn.Module) -> nn.Module:
-    """A copy of ``model`` whose attention modules run their own forward (a hook disables the fused path)."""
-    reference = copy.deepcopy(model)
-    for module in reference.modules():
-        if is_attention(module):
-            module.register_forward_hook(lambda *args: None)
-    return reference
 
 
 def make_bn(channels: int, dtype=torch.float64) -> nn.BatchNorm2d:
@@ -153,7 +145,7 @@ def test_saved_bytes_close_to_the_plain_model(name):
     model = attnlab.create_model("resnet18", attention=name)
     assert ratio_saved(model, plain, x) <= limit
     # the reference path keeps the gate input: the test would catch a fused path that silently falls back
-    assert ratio_saved(plain_reference(model), plain, x) > 1.10
+    assert ratio_saved(unfused_copy(model), plain, x) > 1.10
 
 
 @pytest.mark.parametrize("name", ["se", "eca", "gct", "cbam"])
@@ -197,7 +189,7 @@ def test_models_match_the_plain_path(model_name, name):
     if model_name == "mobilenet_v2" and name == "cbam":
         pytest.skip("CBAM needs more channels than MobileNetV2's first stage has at reduction 16")
     model = attnlab.create_model(model_name, attention=name, num_classes=10).double()
-    reference = plain_reference(model)
+    reference = unfused_copy(model)
     x = torch.randn(2, 3, 48, 48, dtype=torch.float64)
     assert_same_training_step(model, reference, x, 1e-9)
     with torch.no_grad():
@@ -207,7 +199,7 @@ def test_models_match_the_plain_path(model_name, name):
 @pytest.mark.parametrize("name", ["se", "eca", "cbam"])
 def test_float32_training_step_close_to_the_plain_path(name):
     model = attnlab.create_model("resnet18", attention=name, num_classes=10)
-    reference = plain_reference(model)
+    reference = unfused_copy(model)
     # batch 8 at 64 px: train-mode BN over a handful of values would amplify rounding differences
     assert_same_training_step(model, reference, torch.randn(8, 3, 64, 64), 2e-4)
 
@@ -249,7 +241,7 @@ def test_fused_path_is_only_for_autograd():
 @pytest.mark.parametrize("name", ["se", "eca", "cbam"])
 def test_compiled_training_matches_eager(name):
     model = attnlab.create_model("resnet18", attention=name, num_classes=10).double()
-    reference = plain_reference(model)
+    reference = unfused_copy(model)
     compiled = torch.compile(model, fullgraph=True)
     assert_same_training_step(compiled, reference, torch.randn(2, 3, 32, 32, dtype=torch.float64), 1e-9)
 
@@ -258,7 +250,7 @@ def test_compiled_training_matches_eager(name):
 def test_channels_last_training(name):
     model = attnlab.create_model("resnet18", attention=name, num_classes=10).double()
     model = model.to(memory_format=torch.channels_last)
-    reference = plain_reference(model)
+    reference = unfused_copy(model)
     x = torch.randn(2, 3, 32, 32, dtype=torch.float64).to(memory_format=torch.channels_last)
     assert_same_training_step(model, reference, x, 1e-9)
 
@@ -266,8 +258,8 @@ def test_channels_last_training(name):
 @pytest.mark.parametrize("name", ["se", "cbam"])
 def test_autocast_bf16_training(name):
     model = attnlab.create_model("resnet18", attention=name, num_classes=10)
-    reference = plain_reference(model)
-    truth = plain_reference(model).double()
+    reference = unfused_copy(model)
+    truth = unfused_copy(model).double()
     x = torch.randn(8, 3, 64, 64)
     for m in (model, reference):
         with torch.autocast("cpu", torch.bfloat16):
@@ -293,7 +285,7 @@ def test_digits_training_curve_unchanged(name):
     images = torch.tensor(digits.images[:512], dtype=torch.float64).div(16).unsqueeze(1).expand(-1, 3, -1, -1)
     labels = torch.tensor(digits.target[:512])
     model = attnlab.create_model("resnet20", attention=name, num_classes=10).double()
-    reference = plain_reference(model)
+    reference = unfused_copy(model)
     curves = []
     for m in (model, reference):
         optimizer = torch.optim.SGD(m.parameters(), lr=0.05, momentum=0.9)

@@ -13,6 +13,8 @@ ops otherwise (inference, tracing, export), so exported graphs are unchanged.
 
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import nn
 
@@ -29,6 +31,7 @@ __all__ = [
     "gate_excitation",
     "gated_batch_norm",
     "gated_tail",
+    "unfused_copy",
 ]
 
 
@@ -194,6 +197,16 @@ def gated_tail(
 
 def _has_hooks(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def unfused_copy(model: nn.Module) -> nn.Module:
+    """A deep copy of ``model`` whose gates always run their own ``forward``: the straightforward reference the
+    fused path must equal (a no-op forward hook on each gate keeps :func:`can_fuse` false)."""
+    reference = copy.deepcopy(model)
+    for module in reference.modules():
+        if isinstance(module, (ChannelGate, CBAM)):
+            module.register_forward_hook(lambda *args: None)
+    return reference
 
 
 def can_fuse(bn: nn.Module, attention: nn.Module | None, bn_hooks: bool = False) -> bool:

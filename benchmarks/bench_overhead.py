@@ -228,13 +228,11 @@ def main() -> int:
         return 1
     torch.set_num_threads(args.threads)
     models = [m for m in args.models.split(",") if m]
+    settings = dict(img_size=args.img_size, batch_size=args.batch_size, device="cpu", train=not args.no_train)
     results = benchmark(
         models,
-        img_size=args.img_size,
-        batch_size=args.batch_size,
-        device="cpu",
+        **settings,
         vs_timm=True,
-        train=not args.no_train,
         warmup=args.warmup,
         repeats=args.repeats,
         progress=lambda message: print(message, file=sys.stderr, flush=True),
@@ -243,12 +241,9 @@ def main() -> int:
     if args.compile:
         compiled = benchmark(
             models,
-            img_size=args.img_size,
-            batch_size=args.batch_size,
-            device="cpu",
+            **settings,
             compile=True,
             vs_timm=args.compile_timm,
-            train=not args.no_train,
             warmup=max(args.warmup, 2),
             repeats=args.repeats,
             progress=lambda message: print(f"compiled: {message}", file=sys.stderr, flush=True),

@@ -43,7 +43,15 @@ SHARED = REPO.parent / "shared" / "data"
 DEFAULT = "fast"
 BEFORE = "fast-before"
 # The default recipe before issue 13, on top of today's fast.yaml; its warm-up was one epoch (set per data set).
-BEFORE_FIELDS = {"optimizer": "sgd", "lr": 0.1, "momentum": 0.9, "nesterov": True, "weight_decay": 5.0e-4}
+BEFORE_FIELDS = {
+    "optimizer": "sgd",
+    "lr": 0.1,
+    "momentum": 0.9,
+    "nesterov": True,
+    "weight_decay": 5.0e-4,
+    "batch_size": 64,
+    "grad_clip": None,
+}
 # name: (source, classes, train images per class, test images per class, image size); None: all of them
 SETS = {
     "flowers5x60": ("flowers17", 5, 60, 16, 64),
@@ -84,7 +92,7 @@ def recipe_overrides(recipe: str, set_name: str, data: str, epochs: int, work: P
     overrides = {"img_size": img_size, "epochs": epochs}
     if recipe == BEFORE:
         n_train = len(load_splits(data, size=img_size, cache_dir=str(work / "cache")).train)
-        steps_per_epoch = max(1, n_train // load_recipe(DEFAULT)["batch_size"])
+        steps_per_epoch = max(1, n_train // BEFORE_FIELDS["batch_size"])
         return DEFAULT, {**overrides, **BEFORE_FIELDS, "warmup_steps": steps_per_epoch}
     fields = load_recipe(recipe)
     if "cache_size" in fields:  # crop recipes: cache a little larger than the crop, as at their own size
@@ -281,26 +289,33 @@ def main() -> None:
     unknown = sorted(set(args.sets.split(",")) - set(SETS))
     if unknown:
         raise SystemExit(f"unknown sets {unknown}; choose from {', '.join(SETS)}")
-    for seed in range(args.seeds):  # seed 0 of everything first: a stopped benchmark has one complete seed
-        for set_name in args.sets.split(","):
-            for model in args.models.split(","):
-                for recipe in args.recipes.split(","):
-                    key = (set_name, model, recipe, seed, args.epochs)
-                    done = read_results(results_json)  # also the runs of parts running side by side
-                    if any((r["set"], r["model"], r["recipe"], r["seed"], r["epochs"]) == key for r in done):
-                        continue
-                    run = {**run_one(set_name, model, recipe, seed, args.epochs, work), "command": env["command"]}
-                    with open(work / "results.lock", "w") as lock:  # parts may run side by side
-                        fcntl.flock(lock, fcntl.LOCK_EX)
-                        results = read_results(results_json) + [run]
-                        atomic_write_text(results_json, json.dumps(results, indent=1) + "\n")
-                        text, fails = report(results, args, env)
-                        atomic_write_text(results_md, text)
-                    print(
-                        f"{set_name} {model} {recipe} seed {seed}: final acc {100 * final_acc([run]):.1f}%, "
-                        f"val-loss ratio {loss_ratio(run):.2f}, {run['wall_seconds']:.0f}s",
-                        flush=True,
-                    )
+    grid = [
+        (set_name, model, recipe, seed)
+        for seed in range(args.seeds)
+        for set_name in args.sets.split(",")
+        for model in args.models.split(",")
+        for recipe in args.recipes.split(",")
+    ]
+    # the default and the previous one with every seed first, then one seed of every other recipe, then the rest:
+    # a benchmark stopped early has the criteria's core
+    grid.sort(key=lambda run: (run[2] not in (DEFAULT, BEFORE)) * (1 + run[3]))
+    for set_name, model, recipe, seed in grid:
+        key = (set_name, model, recipe, seed, args.epochs)
+        done = read_results(results_json)  # also the runs of parts running side by side
+        if any((r["set"], r["model"], r["recipe"], r["seed"], r["epochs"]) == key for r in done):
+            continue
+        run = {**run_one(set_name, model, recipe, seed, args.epochs, work), "command": env["command"]}
+        with open(work / "results.lock", "w") as lock:  # parts may run side by side
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            results = read_results(results_json) + [run]
+            atomic_write_text(results_json, json.dumps(results, indent=1) + "\n")
+            text, fails = report(results, args, env)
+            atomic_write_text(results_md, text)
+        print(
+            f"{set_name} {model} {recipe} seed {seed}: final acc {100 * final_acc([run]):.1f}%, "
+            f"val-loss ratio {loss_ratio(run):.2f}, {run['wall_seconds']:.0f}s",
+            flush=True,
+        )
     results = read_results(results_json)
     text, fails = report(results, args, env)
     atomic_write_text(results_md, text)

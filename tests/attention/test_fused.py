@@ -13,7 +13,7 @@ from torch import nn
 
 import attnlab
 from attnlab.attention import create_attention, gated_batch_norm
-from attnlab.attention.fused import unfused_copy
+from attnlab.attention.fused import attended, batch_norm_affine, pools_by_mean, unfused_copy
 from attnlab.bench.throughput import saved_activation_bytes
 
 FUSED = ["se", "ese", "eca", "ecam", "ceca", "fca", "ge", "gct", "srm", "cbam", "lcbam"]
@@ -110,6 +110,50 @@ def test_equals_the_plain_ops(name, dtype, request):
         torch.testing.assert_close(g / scale, r / scale, atol=tol * 10, rtol=0)
     for (key, b), r in zip(bn.named_buffers(), ref_bn.buffers()):
         torch.testing.assert_close(b, r, msg=key)  # running statistics updated once, as nn.BatchNorm2d does
+
+
+MEAN_POOLED = ["se", "ese", "eca", "ecam", "ceca"]
+
+
+@pytest.mark.parametrize("name", FUSED)
+def test_mean_pooled_gates_run_in_one_node(name):
+    bn, gate = make_bn(16).train(), create_attention(name, 16, **KWARGS.get(name, {})).double().train()
+    c = torch.randn(2, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    out = gated_batch_norm(bn, c, gate, torch.randn_like(c), relu=True)
+    assert (type(out.grad_fn).__name__ == "MeanGatedTailBackward") == (name in MEAN_POOLED)
+    assert pools_by_mean(gate) == (name in MEAN_POOLED)
+
+
+@pytest.mark.parametrize("name", ["se", "eca"])
+def test_one_node_tail_with_retained_graph_and_frozen_gate(name):
+    bn, gate = make_bn(16).train(), create_attention(name, 16, **KWARGS.get(name, {})).double().train()
+    ref_bn, ref_gate = copy.deepcopy(bn), copy.deepcopy(gate)
+    for module in (gate, ref_gate):
+        next(module.parameters()).requires_grad_(False)
+    c = torch.randn(2, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    out = gated_batch_norm(bn, c, gate, None)
+    want = ref_gate(ref_bn(c))
+    torch.testing.assert_close(out, want)
+    inputs = [c, *(p for p in (*bn.parameters(), *gate.parameters()) if p.requires_grad)]
+    ref_inputs = [c, *(p for p in (*ref_bn.parameters(), *ref_gate.parameters()) if p.requires_grad)]
+    first = torch.autograd.grad(out.sum(), inputs, retain_graph=True)
+    second = torch.autograd.grad(out.sum(), inputs)  # the gate's small graph survived the first backward
+    for got, again, ref in zip(first, second, torch.autograd.grad(want.sum(), ref_inputs), strict=True):
+        torch.testing.assert_close(got, ref)
+        torch.testing.assert_close(again, ref)
+
+
+def test_attended_leaves_the_host_output_alone():
+    # an attached gate's input is its host's output, which other forward hooks may hold: never written into
+    bn, gate = make_bn(16).train(), create_attention("se", 16, reduction=4).double().train()
+    c = torch.randn(2, 16, 5, 5, dtype=torch.float64, requires_grad=True)
+    x = bn(c)
+    before = x.detach().clone()
+    var, mean = torch.var_mean(c.detach(), (0, 2, 3), correction=0)
+    out = attended(gate, x, c, *batch_norm_affine(bn, mean, torch.rsqrt(var + bn.eps)))
+    out.sum().backward()
+    torch.testing.assert_close(x.detach(), before, rtol=0, atol=0)
+    assert type(out.grad_fn).__name__ == "MeanGatedTailBackward"
 
 
 @pytest.mark.parametrize("name", FUSED)

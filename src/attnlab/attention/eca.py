@@ -13,7 +13,6 @@ from ._common import (
     check_odd_kernel,
     check_positive_int,
     create_act,
-    global_avg_pool,
     reduced_channels,
 )
 from ._registry import register_attention
@@ -58,10 +57,9 @@ class EfficientChannelAttention(ChannelGate):
         self.gate = nn.Sigmoid()
         self.inplace = inplace
 
-    def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[:2]
-        y = self.conv(global_avg_pool(x).reshape(n, 1, c))
-        return self.gate(y.reshape(n, c, 1, 1))
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        n, c = pooled.shape[:2]
+        return self.gate(self.conv(pooled.reshape(n, 1, c)).reshape(n, c, 1, 1))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, k_size={self.k_size}"
@@ -109,9 +107,9 @@ class EfficientChannelAttentionMLP(ChannelGate):
     def _mix(self, pooled: torch.Tensor) -> torch.Tensor:
         return self.conv2(self.act(self.conv1(pooled)))
 
-    def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[:2]
-        y = global_avg_pool(x).reshape(n, 1, c)
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        n, c = pooled.shape[:2]
+        y = pooled.reshape(n, 1, c)
         if torch.is_grad_enabled() and not (torch.jit.is_tracing() or torch.compiler.is_exporting()):
             # the (N, hidden, C) lift is hidden / (H * W) activations of the block's size (at 7 x 7 from 512
             # channels on, more than one): recomputed in backward from the (N, 1, C) pool instead of kept
@@ -150,9 +148,9 @@ class CircularEfficientChannelAttention(EfficientChannelAttention):
             )
         self.conv.padding = (0,)
 
-    def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        n, c = x.shape[:2]
-        y = global_avg_pool(x).reshape(n, 1, c)
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        n, c = pooled.shape[:2]
+        y = pooled.reshape(n, 1, c)
         if self.pad:  # circular padding written as a concatenation: it exports to ONNX everywhere
             y = torch.cat((y[..., c - self.pad :], y, y[..., : self.pad]), dim=-1)
         return self.gate(self.conv(y).reshape(n, c, 1, 1))

@@ -24,6 +24,7 @@ from .cbam import CBAM
 __all__ = [
     "GatedChannelPool",
     "GatedTail",
+    "MeanGatedTail",
     "RecomputedPool",
     "attended",
     "batch_norm_affine",
@@ -31,29 +32,47 @@ __all__ = [
     "gate_excitation",
     "gated_batch_norm",
     "gated_tail",
+    "mean_gated_tail",
+    "pools_by_mean",
     "unfused_copy",
 ]
 
 
 def _sum_grad_times_x(
     grad: torch.Tensor, source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, shape: torch.Size
-) -> torch.Tensor:
-    """``(grad * x).sum_to_size(shape)`` for ``x = source * scale + shift``. For a pooled (N, C, 1, 1) ``shape`` in
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """``(grad * x).sum_to_size(shape)`` for ``x = source * scale + shift``, and the full-size temporary it used
+    (free for the caller to overwrite; None when there was none). For a pooled (N, C, 1, 1) ``shape`` in
     float32/64: ``scale * sum_hw(grad * source) + shift * sum_hw(grad)``, one full-size temporary less than
     recomputing ``x``."""
     n, c = source.shape[:2]
     if tuple(shape) == (n, c, 1, 1) and grad.dtype == source.dtype and grad.dtype in (torch.float32, torch.float64):
-        dot = (grad * source).sum((2, 3), keepdim=True)
-        return torch.addcmul(dot * scale, grad.sum((2, 3), keepdim=True), shift)
-    return (grad * torch.addcmul(shift, source, scale)).sum_to_size(shape)
+        product = grad * source
+        return torch.addcmul(product.sum((2, 3), keepdim=True) * scale, grad.sum((2, 3), keepdim=True), shift), product
+    return (grad * torch.addcmul(shift, source, scale)).sum_to_size(shape), None
+
+
+def _gate_product(
+    ctx, x: torch.Tensor, gate: torch.Tensor, identity: torch.Tensor | None, overwrite: bool
+) -> torch.Tensor:
+    """``x * gate (+ identity)``; with ``overwrite`` written into ``x`` (marked dirty on ``ctx``) when the result
+    has ``x``'s dtype, instead of allocating (eager only: the compiler plans its own buffers)."""
+    dtype = torch.promote_types(x.dtype, gate.dtype)
+    if identity is not None:
+        dtype = torch.promote_types(dtype, identity.dtype)
+    into = {"out": x} if overwrite and dtype == x.dtype and not torch.compiler.is_compiling() else {}
+    if into:
+        ctx.mark_dirty(x)
+    return torch.mul(x, gate, **into) if identity is None else torch.addcmul(identity, x, gate, **into)
 
 
 class GatedTail(torch.autograd.Function):
-    """``out = x * gate (+ identity) (-> relu)``; backward recomputes ``x = source * scale + shift``."""
+    """``out = x * gate (+ identity) (-> relu)``; backward recomputes ``x = source * scale + shift``. With
+    ``overwrite`` the output is written into ``x``, which the caller guarantees nothing else reads."""
 
     @staticmethod
-    def forward(ctx, x, gate, identity, source, scale, shift, relu):
-        out = x * gate if identity is None else torch.addcmul(identity, x, gate)
+    def forward(ctx, x, gate, identity, source, scale, shift, relu, overwrite):
+        out = _gate_product(ctx, x, gate, identity, overwrite)
         if relu:
             out = out.relu_()
         ctx.relu = relu
@@ -71,10 +90,93 @@ class GatedTail(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (grad * gate).to(x_dtype)
         if ctx.needs_input_grad[1]:
-            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape).to(gate_dtype)
+            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape)[0].to(gate_dtype)
         if ctx.needs_input_grad[2]:
             grad_identity = grad.to(identity_dtype)
-        return grad_x, grad_gate, grad_identity, None, None, None, None
+        return grad_x, grad_gate, grad_identity, None, None, None, None, None
+
+
+class MeanGatedTail(torch.autograd.Function):
+    """``relu?(x * excite(mean_hw(x)) + identity?)`` in one node, for a gate that pools by the spatial mean
+    (:func:`pools_by_mean`); ``x = source * scale + shift`` as in :class:`GatedTail`, which keeps the same tensors.
+
+    The pool and the (N, C) excitation run inside the node, their small graph kept on it, so backward can run the
+    excitation's backward between ``grad_gate`` and ``grad_x`` and write ``grad_x = grad * gate + grad_pooled /
+    HW`` in one pass, into the buffer of ``grad * source`` (free by then), instead of autograd adding the pool's
+    gradient into ``grad * gate`` in a second pass and allocation. With ``overwrite`` the forward writes into
+    ``x``, which the caller guarantees nothing else reads, instead of allocating the output."""
+
+    @staticmethod
+    def forward(ctx, x, identity, source, scale, shift, relu, overwrite, excite, *params):
+        with torch.enable_grad():
+            pooled = x.detach().mean((2, 3), keepdim=True).requires_grad_()
+            gate = excite(pooled)
+        g = gate.detach()
+        out = _gate_product(ctx, x, g, identity, overwrite)
+        if relu:
+            out = out.relu_()
+        ctx.graph = (pooled, gate, params)
+        ctx.relu, ctx.area = relu, x.shape[2] * x.shape[3]
+        ctx.dtypes = (x.dtype, None if identity is None else identity.dtype)
+        ctx.save_for_backward(g, source, scale, shift, out if relu else None)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        g, source, scale, shift, out = ctx.saved_tensors
+        pooled, gate, params = ctx.graph
+        x_dtype, identity_dtype = ctx.dtypes
+        if ctx.relu:
+            grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        grad_gate, buffer = _sum_grad_times_x(grad, source, scale, shift, g.shape)
+        trained = [i for i, p in enumerate(params) if p.requires_grad]
+        # retain_graph: the small graph must survive a backward(retain_graph=True) of the whole model
+        grad_pooled, *grads = torch.autograd.grad(
+            gate, [pooled, *(params[i] for i in trained)], grad_gate.to(gate.dtype), retain_graph=True
+        )
+        grad_params = [None] * len(params)
+        for i, grad_param in zip(trained, grads, strict=True):
+            grad_params[i] = grad_param
+        grad_x = grad_identity = None
+        if ctx.needs_input_grad[0]:
+            spread = grad_pooled / ctx.area
+            reuse = buffer is not None and buffer.dtype == x_dtype == torch.promote_types(grad.dtype, spread.dtype)
+            grad_x = torch.addcmul(spread, grad, g, **({"out": buffer} if reuse else {})).to(x_dtype)
+        if ctx.needs_input_grad[1]:
+            grad_identity = grad.to(identity_dtype)
+        return grad_x, grad_identity, None, None, None, None, None, None, *grad_params
+
+
+def pools_by_mean(attention: nn.Module) -> bool:
+    """Whether ``attention`` is a :class:`ChannelGate` whose excitation is ``excite(spatial mean)``."""
+    cls = type(attention)
+    return (
+        isinstance(attention, ChannelGate) and cls.pool is ChannelGate.pool and cls.excitation is ChannelGate.excitation
+    )
+
+
+def mean_gated_tail(
+    attention: ChannelGate,
+    x: torch.Tensor,
+    identity: torch.Tensor | None,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    relu: bool,
+    overwrite: bool,
+    blend: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """:class:`MeanGatedTail` for a gate that :func:`pools_by_mean`; with ``blend`` the gate ``1 + blend * (g -
+    1)`` (``x + blend * (x * g - x)``)."""
+    params = list(attention.parameters())
+    excite = attention.excite
+    if blend is not None:
+        params.append(blend)
+
+        def excite(pooled: torch.Tensor) -> torch.Tensor:
+            return 1 + blend * (attention.excite(pooled) - 1)
+
+    return MeanGatedTail.apply(x, identity, source, scale.detach(), shift.detach(), relu, overwrite, excite, *params)
 
 
 class RecomputedPool(torch.autograd.Function):
@@ -109,11 +211,12 @@ def gate_excitation(
 class GatedChannelPool(torch.autograd.Function):
     """CBAM's middle: ``xg = x * gate`` and its channel max and mean (N, 1, H, W); keeps the argmax indices
     (N, 1, H, W) instead of ``xg`` and recomputes ``x = source * scale + shift`` in backward. The max's gradient
-    goes to the first maximal channel (``torch.max`` semantics; ``amax`` would split it among ties)."""
+    goes to the first maximal channel (``torch.max`` semantics; ``amax`` would split it among ties). With
+    ``overwrite``, ``xg`` is written into ``x``."""
 
     @staticmethod
-    def forward(ctx, x, gate, source, scale, shift):
-        xg = x * gate
+    def forward(ctx, x, gate, source, scale, shift, overwrite):
+        xg = _gate_product(ctx, x, gate, None, overwrite)
         top, index = xg.max(1, keepdim=True)
         mean = xg.mean(1, keepdim=True)
         ctx.dtypes = (x.dtype, gate.dtype)
@@ -130,8 +233,8 @@ class GatedChannelPool(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = (grad * gate).to(x_dtype)
         if ctx.needs_input_grad[1]:
-            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape).to(gate_dtype)
-        return grad_x, grad_gate, None, None, None
+            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape)[0].to(gate_dtype)
+        return grad_x, grad_gate, None, None, None, None
 
 
 def _global_max_pool_indexed(x: torch.Tensor) -> torch.Tensor:
@@ -147,19 +250,21 @@ def _cbam_tail(
     scale: torch.Tensor,
     shift: torch.Tensor,
     relu: bool,
+    overwrite: bool,
     blend: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """CBAM on ``x = source * scale + shift``, then the residual tail, keeping only small tensors for backward;
-    with ``blend`` (no residual) ``x + blend * (cbam(x) - x)``."""
+    with ``blend`` (no residual) ``x + blend * (cbam(x) - x)``. ``overwrite``: ``x`` may be written into (the
+    pools above saved none of it); the channel-gated ``xg`` always may."""
     channel = attention.channel_excitation(global_avg_pool(x), _global_max_pool_indexed(x))
-    xg, top, mean = GatedChannelPool.apply(x, channel, source, scale, shift)
+    xg, top, mean = GatedChannelPool.apply(x, channel, source, scale, shift, overwrite and blend is None)
     spatial = attention.spatial_excitation(top, mean)
     # xg == source * (scale * channel) + shift * channel: an affine of source per sample and channel
     channel = channel.detach()
     if blend is None:
-        return gated_tail(xg, spatial, identity, source, scale * channel, shift * channel, relu)
+        return gated_tail(xg, spatial, identity, source, scale * channel, shift * channel, relu, overwrite=True)
     # x * (1 - blend) + xg * (blend * spatial): two tails, each gate small, neither keeps a full-size tensor
-    attended = gated_tail(xg, blend * spatial, None, source, scale * channel, shift * channel, False)
+    attended = gated_tail(xg, blend * spatial, None, source, scale * channel, shift * channel, False, overwrite=True)
     return gated_tail(x, 1 - blend, attended, source, scale, shift, False)
 
 
@@ -174,7 +279,10 @@ def attended(
     """``attention(x)``, or with a blend weight ``x + blend * (attention(x) - x)``, for ``x == source * scale +
     shift`` and an ``attention`` that :func:`can_fuse` accepts; keeps nothing full-size but ``source``."""
     if isinstance(attention, CBAM):
-        return _cbam_tail(attention, x, None, source, scale, shift, False, blend)
+        return _cbam_tail(attention, x, None, source, scale, shift, False, False, blend)
+    if pools_by_mean(attention) and not torch.compiler.is_compiling():
+        # x is the host's output, which its other forward hooks may have seen: not overwritten
+        return mean_gated_tail(attention, x, None, source, scale, shift, False, False, blend)
     gate = gate_excitation(attention, x, source, scale, shift)
     if blend is not None:  # x + blend * (x * g - x) is the gate 1 + blend * (g - 1)
         gate = 1 + blend * (gate - 1)
@@ -189,10 +297,11 @@ def gated_tail(
     scale: torch.Tensor,
     shift: torch.Tensor,
     relu: bool,
+    overwrite: bool = False,
 ) -> torch.Tensor:
     """``relu?(x * gate + identity?)`` through :class:`GatedTail`; ``x`` must equal ``source * scale + shift``
-    (``scale``, ``shift`` broadcast over ``source`` and carry no gradient)."""
-    return GatedTail.apply(x, gate, identity, source, scale.detach(), shift.detach(), relu)
+    (``scale``, ``shift`` broadcast over ``source`` and carry no gradient). ``overwrite``: see :class:`GatedTail`."""
+    return GatedTail.apply(x, gate, identity, source, scale.detach(), shift.detach(), relu, overwrite)
 
 
 def _has_hooks(module: nn.Module) -> bool:
@@ -268,7 +377,9 @@ def gated_batch_norm(
     if can_fuse(bn, attention):
         x, scale, shift = _batch_norm_with_affine(bn, c)
         if isinstance(attention, CBAM):
-            return _cbam_tail(attention, x, identity, c, scale, shift, relu)
+            return _cbam_tail(attention, x, identity, c, scale, shift, relu, True)
+        if pools_by_mean(attention) and not torch.compiler.is_compiling():
+            return mean_gated_tail(attention, x, identity, c, scale, shift, relu, True)
         gate = gate_excitation(attention, x, c, scale, shift)
         return gated_tail(x, gate, identity, c, scale, shift, relu)
     x = bn(c)

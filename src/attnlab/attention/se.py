@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import ChannelGate, check_positive_int, create_act, global_avg_pool, reduced_channels
+from ._common import ChannelGate, check_positive_int, create_act, reduced_channels
 from ._registry import register_attention
 
 
@@ -39,8 +39,8 @@ class SqueezeExcite(ChannelGate):
         self.gate = nn.Sigmoid()
         self.inplace = inplace
 
-    def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.fc2(self.act(self.fc1(global_avg_pool(x)))))
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.fc2(self.act(self.fc1(pooled))))
 
 
 @register_attention("ese", paper="CenterMask: Real-Time Anchor-Free Instance Segmentation", year=2020)
@@ -59,5 +59,5 @@ class EffectiveSqueezeExcite(ChannelGate):
         self.gate = create_act(gate)
         self.inplace = inplace
 
-    def excitation(self, x: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.fc(global_avg_pool(x)))
+    def excite(self, pooled: torch.Tensor) -> torch.Tensor:
+        return self.gate(self.fc(pooled))

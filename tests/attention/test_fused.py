@@ -345,3 +345,24 @@ def test_digits_training_curve_unchanged(name):
         curves.append(torch.tensor(losses))
     assert curves[0][-1] < curves[0][0]
     torch.testing.assert_close(curves[0], curves[1], atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("name", ["se", "cbam"])
+def test_activation_checkpointing_of_stages(name):
+    # torch.utils.checkpoint reruns each stage's forward in backward: the in-place tails and the gate's small
+    # graph kept on the node must survive the recomputation
+    from torch.utils.checkpoint import checkpoint
+
+    model = attnlab.create_model("resnet18", attention=name, num_classes=10).double().train()
+    checkpointed = copy.deepcopy(model)
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64)
+    want = model(x)
+    h = checkpointed.maxpool(checkpointed.relu(checkpointed.bn1(checkpointed.conv1(x))))
+    for stage in (checkpointed.layer1, checkpointed.layer2, checkpointed.layer3, checkpointed.layer4):
+        h = checkpoint(stage, h, use_reentrant=False)
+    got = checkpointed.forward_head(h)
+    torch.testing.assert_close(got, want)
+    want.square().sum().backward()
+    got.square().sum().backward()
+    for (key, p), q in zip(checkpointed.named_parameters(), model.parameters(), strict=True):
+        torch.testing.assert_close(p.grad, q.grad, msg=key)

@@ -12,7 +12,8 @@ from attnlab.engine.inference import load_model
 
 def test_two_gloo_processes_train_and_reduce_metrics_over_both_shards(tmp_path):
     """torchrun with 2 CPU processes: the logged validation metrics must be those of the whole validation set
-    (180 + 179 images on the two processes), i.e. what one process measures on the saved weights."""
+    (180 + 179 images on the two processes), i.e. what one process measures on the saved weights. The model has SE
+    gates, so the fused gate tails (whose backward runs the gate's own small graph) train under DDP."""
     out = tmp_path / "ddp"
     flags = [f"--{k.replace('_', '-')}={v}" for k, v in TINY.items()]
     command = [
@@ -25,6 +26,7 @@ def test_two_gloo_processes_train_and_reduce_metrics_over_both_shards(tmp_path):
         "attnlab.cli",
         "train",
         *flags,
+        "--model=se_resnet20",
         "--epochs=1",
         f"--out={out}",
     ]

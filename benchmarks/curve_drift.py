@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shlex
 import sys
 from pathlib import Path
 
@@ -79,7 +78,7 @@ def main() -> int:
         "# Training-curve drift of the fused gate tails: float64 vs float32",
         "",
         f"- versions: Python {env['python']}, torch {env['torch']}, attnlab {env['attnlab']}; CPU, 1 thread",
-        f"- command: `{' '.join(shlex.quote(a) for a in ['python', *sys.argv])}`",
+        f"- command: `{env['command']}`",
         f"- setting: resnet20 + gate, digits (512 images), batch 64, SGD lr 0.05 momentum 0.9, {args.epochs} epochs "
         f"({args.epochs * 8} steps); deterministic (no timing, no noise)",
         "",

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import shlex
 import sys
 from pathlib import Path
 
@@ -54,7 +53,7 @@ def main() -> int:
         "# Saved-for-backward bytes of the fused gates, ratio to the plain model",
         "",
         f"- versions: Python {env['python']}, torch {env['torch']}, attnlab {env['attnlab']}",
-        f"- command: `{' '.join(shlex.quote(a) for a in ['python', *sys.argv])}`",
+        f"- command: `{env['command']}`",
         f"- batch {args.batch_size}, float32, training mode; deterministic (no timing, no noise). Targets (issue 14): "
         "<= 1.02 for the pooled channel gates, <= 1.10 for CBAM (cbam, lcbam).",
         "",

@@ -18,7 +18,6 @@ more noise. A ``tiny`` row (64 x 2 x 2, batch 2) shows the fixed per-call cost, 
 from __future__ import annotations
 
 import argparse
-import shlex
 import statistics
 import sys
 import time
@@ -29,7 +28,7 @@ from torch import nn
 
 from attnlab.attention import create_attention, gated_batch_norm
 from attnlab.bench import environment
-from attnlab.utils import markdown_table
+from attnlab.utils import atomic_write_text, markdown_table
 
 # (channels, height = width, blocks): ResNet-50's stages at 160 px, and a tiny shape for the fixed cost
 STAGES = [(256, 40, 3), (512, 20, 4), (1024, 10, 6), (2048, 5, 3)]
@@ -100,7 +99,7 @@ def main() -> int:
         "",
         f"- hardware: {env['hardware']}, 1 torch thread; versions: Python {env['python']}, torch {env['torch']}, "
         f"attnlab {env['attnlab']}",
-        f"- command: `OMP_NUM_THREADS=1 {' '.join(shlex.quote(a) for a in ['python', *sys.argv])}`",
+        f"- command: `OMP_NUM_THREADS=1 {env['command']}`",
         f"- setting: one training forward + backward of ``relu(gate(bn(c)) + identity)``, fp32, batch 4 (tiny: 2), "
         f"median process CPU time of {args.rounds} interleaved rounds; milliseconds",
         "",
@@ -111,7 +110,7 @@ def main() -> int:
         ),
         "",
     ]
-    Path(args.out).write_text("\n".join(text))
+    atomic_write_text(Path(args.out), "\n".join(text))
     print("\n".join(text))
     return 0
 

@@ -14,6 +14,7 @@ ops otherwise (inference, tracing, export), so exported graphs are unchanged.
 from __future__ import annotations
 
 import copy
+import itertools
 
 import torch
 from torch import nn
@@ -29,10 +30,10 @@ __all__ = [
     "attended",
     "batch_norm_affine",
     "can_fuse",
+    "attention_tail",
     "gate_excitation",
     "gated_batch_norm",
     "gated_tail",
-    "mean_gated_tail",
     "pools_by_mean",
     "unfused_copy",
 ]
@@ -66,26 +67,38 @@ def _gate_product(
     return torch.mul(x, gate, **into) if identity is None else torch.addcmul(identity, x, gate, **into)
 
 
+def _tail_forward(ctx, x, gate, identity, source, scale, shift, relu: bool, overwrite: bool) -> torch.Tensor:
+    """The forward both tails share: ``relu?(x * gate + identity?)`` (see :func:`_gate_product`), keeping ``gate``,
+    ``source``, the affine and (behind a ReLU) the output for backward."""
+    out = _gate_product(ctx, x, gate, identity, overwrite)
+    if relu:
+        out = out.relu_()
+    ctx.relu = relu
+    ctx.dtypes = (x.dtype, gate.dtype, None if identity is None else identity.dtype)
+    ctx.save_for_backward(gate, source, scale, shift, out if relu else None)
+    return out
+
+
+def _tail_backward_start(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """The gradient behind the ReLU, and the saved ``gate``, ``source``, ``scale``, ``shift``."""
+    gate, source, scale, shift, out = ctx.saved_tensors
+    if ctx.relu:
+        grad = torch.ops.aten.threshold_backward(grad, out, 0)
+    return grad, gate, source, scale, shift
+
+
 class GatedTail(torch.autograd.Function):
     """``out = x * gate (+ identity) (-> relu)``; backward recomputes ``x = source * scale + shift``. With
     ``overwrite`` the output is written into ``x``, which the caller guarantees nothing else reads."""
 
     @staticmethod
     def forward(ctx, x, gate, identity, source, scale, shift, relu, overwrite):
-        out = _gate_product(ctx, x, gate, identity, overwrite)
-        if relu:
-            out = out.relu_()
-        ctx.relu = relu
-        ctx.dtypes = (x.dtype, gate.dtype, None if identity is None else identity.dtype)
-        ctx.save_for_backward(gate, source, scale, shift, out if relu else None)
-        return out
+        return _tail_forward(ctx, x, gate, identity, source, scale, shift, relu, overwrite)
 
     @staticmethod
     def backward(ctx, grad):
-        gate, source, scale, shift, out = ctx.saved_tensors
+        grad, gate, source, scale, shift = _tail_backward_start(ctx, grad)
         x_dtype, gate_dtype, identity_dtype = ctx.dtypes
-        if ctx.relu:
-            grad = torch.ops.aten.threshold_backward(grad, out, 0)
         grad_x = grad_gate = grad_identity = None
         if ctx.needs_input_grad[0]:
             grad_x = (grad * gate).to(x_dtype)
@@ -111,32 +124,24 @@ class MeanGatedTail(torch.autograd.Function):
         with torch.enable_grad():
             pooled = x.detach().mean((2, 3), keepdim=True).requires_grad_()
             gate = excite(pooled)
-        g = gate.detach()
-        out = _gate_product(ctx, x, g, identity, overwrite)
-        if relu:
-            out = out.relu_()
-        ctx.graph = (pooled, gate, params)
-        ctx.relu, ctx.area = relu, x.shape[2] * x.shape[3]
-        ctx.dtypes = (x.dtype, None if identity is None else identity.dtype)
-        ctx.save_for_backward(g, source, scale, shift, out if relu else None)
-        return out
+        ctx.graph, ctx.area = (pooled, gate, params), x.shape[2] * x.shape[3]
+        return _tail_forward(ctx, x, gate.detach(), identity, source, scale, shift, relu, overwrite)
 
     @staticmethod
     def backward(ctx, grad):
-        g, source, scale, shift, out = ctx.saved_tensors
+        grad, g, source, scale, shift = _tail_backward_start(ctx, grad)
         pooled, gate, params = ctx.graph
-        x_dtype, identity_dtype = ctx.dtypes
-        if ctx.relu:
-            grad = torch.ops.aten.threshold_backward(grad, out, 0)
+        x_dtype, _, identity_dtype = ctx.dtypes
         grad_gate, buffer = _sum_grad_times_x(grad, source, scale, shift, g.shape)
-        trained = [i for i, p in enumerate(params) if p.requires_grad]
+        trained = [p.requires_grad for p in params]
         # retain_graph: the small graph must survive a backward(retain_graph=True) of the whole model
-        grad_pooled, *grads = torch.autograd.grad(
-            gate, [pooled, *(params[i] for i in trained)], grad_gate.to(gate.dtype), retain_graph=True
+        grads = iter(
+            torch.autograd.grad(
+                gate, [pooled, *itertools.compress(params, trained)], grad_gate.to(gate.dtype), retain_graph=True
+            )
         )
-        grad_params = [None] * len(params)
-        for i, grad_param in zip(trained, grads, strict=True):
-            grad_params[i] = grad_param
+        grad_pooled = next(grads)
+        grad_params = [next(grads) if t else None for t in trained]
         grad_x = grad_identity = None
         if ctx.needs_input_grad[0]:
             spread = grad_pooled / ctx.area
@@ -153,30 +158,6 @@ def pools_by_mean(attention: nn.Module) -> bool:
     return (
         isinstance(attention, ChannelGate) and cls.pool is ChannelGate.pool and cls.excitation is ChannelGate.excitation
     )
-
-
-def mean_gated_tail(
-    attention: ChannelGate,
-    x: torch.Tensor,
-    identity: torch.Tensor | None,
-    source: torch.Tensor,
-    scale: torch.Tensor,
-    shift: torch.Tensor,
-    relu: bool,
-    overwrite: bool,
-    blend: torch.Tensor | None = None,
-) -> torch.Tensor:
-    """:class:`MeanGatedTail` for a gate that :func:`pools_by_mean`; with ``blend`` the gate ``1 + blend * (g -
-    1)`` (``x + blend * (x * g - x)``)."""
-    params = list(attention.parameters())
-    excite = attention.excite
-    if blend is not None:
-        params.append(blend)
-
-        def excite(pooled: torch.Tensor) -> torch.Tensor:
-            return 1 + blend * (attention.excite(pooled) - 1)
-
-    return MeanGatedTail.apply(x, identity, source, scale.detach(), shift.detach(), relu, overwrite, excite, *params)
 
 
 class RecomputedPool(torch.autograd.Function):
@@ -206,6 +187,43 @@ def gate_excitation(
     if type(attention).pool is ChannelGate.pool or torch.compiler.is_compiling():
         return attention.excitation(x)
     return attention.excite(RecomputedPool.apply(x, source, scale.detach(), shift.detach(), attention.pool))
+
+
+def attention_tail(
+    attention: ChannelGate | CBAM,
+    x: torch.Tensor,
+    identity: torch.Tensor | None,
+    source: torch.Tensor,
+    scale: torch.Tensor,
+    shift: torch.Tensor,
+    *,
+    relu: bool,
+    overwrite: bool,
+    blend: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``relu?(x * g + identity?)`` for ``x == source * scale + shift`` and the gate ``g = attention.excitation(x)``
+    (with ``blend``: ``1 + blend * (g - 1)``, i.e. ``x + blend * (x * g - x)``). A gate that :func:`pools_by_mean`
+    runs in one :class:`MeanGatedTail` node (eager), written into ``x`` if ``overwrite``; any other computes its
+    excitation first (its pool may keep ``x``, so ``x`` is never overwritten there), then :class:`GatedTail`; CBAM
+    runs :func:`_cbam_tail`."""
+    if isinstance(attention, CBAM):
+        return _cbam_tail(attention, x, identity, source, scale, shift, relu, overwrite, blend)
+    if pools_by_mean(attention) and not torch.compiler.is_compiling():
+        params = list(attention.parameters())
+        excite = attention.excite
+        if blend is not None:
+            params.append(blend)
+
+            def excite(pooled: torch.Tensor) -> torch.Tensor:
+                return 1 + blend * (attention.excite(pooled) - 1)
+
+        return MeanGatedTail.apply(
+            x, identity, source, scale.detach(), shift.detach(), relu, overwrite, excite, *params
+        )
+    gate = gate_excitation(attention, x, source, scale, shift)
+    if blend is not None:
+        gate = 1 + blend * (gate - 1)
+    return gated_tail(x, gate, identity, source, scale, shift, relu)
 
 
 class GatedChannelPool(torch.autograd.Function):
@@ -278,15 +296,8 @@ def attended(
 ) -> torch.Tensor:
     """``attention(x)``, or with a blend weight ``x + blend * (attention(x) - x)``, for ``x == source * scale +
     shift`` and an ``attention`` that :func:`can_fuse` accepts; keeps nothing full-size but ``source``."""
-    if isinstance(attention, CBAM):
-        return _cbam_tail(attention, x, None, source, scale, shift, False, False, blend)
-    if pools_by_mean(attention) and not torch.compiler.is_compiling():
-        # x is the host's output, which its other forward hooks may have seen: not overwritten
-        return mean_gated_tail(attention, x, None, source, scale, shift, False, False, blend)
-    gate = gate_excitation(attention, x, source, scale, shift)
-    if blend is not None:  # x + blend * (x * g - x) is the gate 1 + blend * (g - 1)
-        gate = 1 + blend * (gate - 1)
-    return gated_tail(x, gate, None, source, scale, shift, relu=False)
+    # x is the host's output, which its other forward hooks may have seen: not overwritten
+    return attention_tail(attention, x, None, source, scale, shift, relu=False, overwrite=False, blend=blend)
 
 
 def gated_tail(
@@ -376,12 +387,7 @@ def gated_batch_norm(
     off the gate multiply, the addition and the ReLU go in place into the BN output."""
     if can_fuse(bn, attention):
         x, scale, shift = _batch_norm_with_affine(bn, c)
-        if isinstance(attention, CBAM):
-            return _cbam_tail(attention, x, identity, c, scale, shift, relu, True)
-        if pools_by_mean(attention) and not torch.compiler.is_compiling():
-            return mean_gated_tail(attention, x, identity, c, scale, shift, relu, True)
-        gate = gate_excitation(attention, x, c, scale, shift)
-        return gated_tail(x, gate, identity, c, scale, shift, relu)
+        return attention_tail(attention, x, identity, c, scale, shift, relu=relu, overwrite=True)
     x = bn(c)
     if (
         isinstance(attention, (ChannelGate, CBAM))

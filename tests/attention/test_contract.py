@@ -97,6 +97,21 @@ def test_gate_hook_sees_excitation(name):
 
 
 @pytest.mark.parametrize("name", ALL)
+@pytest.mark.parametrize("train", [True, False])
+def test_every_submodule_hook_runs(name, train):
+    # fast paths that compute a submodule's maths without calling it (pointwise, conv_over_channels) step aside
+    # for a hooked module: users' hooks on any part of a gate must see it run
+    module = build(name).train(train)
+    containers = (torch.nn.ModuleList, torch.nn.ModuleDict)  # hold modules, never called themselves
+    parts = {path: sub for path, sub in module.named_modules() if path and not isinstance(sub, containers)}
+    called = set()
+    for path, sub in parts.items():
+        sub.register_forward_hook(lambda mod, args, out, path=path: called.add(path))
+    module(torch.randn(2, CHANNELS, 6, 6))
+    assert called == set(parts)
+
+
+@pytest.mark.parametrize("name", ALL)
 def test_compile_matches_eager(name):
     module = build(name).eval()
     x = torch.randn(2, CHANNELS, 7, 7)

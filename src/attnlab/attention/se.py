@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ._common import ChannelGate, check_positive_int, create_act, reduced_channels
+from ._common import ChannelGate, check_positive_int, create_act, pointwise, reduced_channels
 from ._registry import register_attention
 
 
@@ -40,7 +40,7 @@ class SqueezeExcite(ChannelGate):
         self.inplace = inplace
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.fc2(self.act(self.fc1(pooled))))
+        return self.gate(pointwise(self.fc2, self.act(pointwise(self.fc1, pooled))))
 
 
 @register_attention("ese", paper="CenterMask: Real-Time Anchor-Free Instance Segmentation", year=2020)
@@ -60,4 +60,4 @@ class EffectiveSqueezeExcite(ChannelGate):
         self.inplace = inplace
 
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
-        return self.gate(self.fc(pooled))
+        return self.gate(pointwise(self.fc, pooled))

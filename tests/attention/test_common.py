@@ -1,0 +1,23 @@
+import pytest
+import torch
+
+from attnlab.attention._common import pointwise
+
+
+@pytest.mark.parametrize("bias", [True, False])
+def test_pointwise_is_the_1x1_convolution(bias):
+    conv = torch.nn.Conv2d(12, 5, 1, bias=bias).double()
+    pooled = torch.randn(3, 12, 1, 1, dtype=torch.float64, requires_grad=True)
+    got = pointwise(conv, pooled)
+    want = conv(pooled)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(want)
+    params = [pooled, *conv.parameters()]
+    for g, w in zip(torch.autograd.grad(got, params, grad), torch.autograd.grad(want, params, grad)):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+
+
+def test_pointwise_on_channels_last_pools():
+    conv = torch.nn.Conv2d(8, 4, 1)
+    pooled = torch.randn(2, 8, 1, 1).to(memory_format=torch.channels_last)
+    torch.testing.assert_close(pointwise(conv, pooled), conv(pooled))

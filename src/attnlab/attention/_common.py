@@ -116,8 +116,7 @@ def pointwise(conv: nn.Conv2d, pooled: torch.Tensor) -> torch.Tensor:
     the hooks run. -> (N, out_channels, 1, 1)."""
     if has_forward_hooks(conv):
         return conv(pooled)
-    out = nn.functional.linear(pooled.flatten(1), conv.weight.flatten(1), conv.bias)
-    return out.view(*out.shape, 1, 1)
+    return nn.functional.linear(pooled.flatten(1), conv.weight.flatten(1), conv.bias)[..., None, None]
 
 
 def safe_sqrt(x: torch.Tensor) -> torch.Tensor:

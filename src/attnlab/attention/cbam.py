@@ -69,8 +69,8 @@ class CBAM(nn.Module):
 
     def channel_excitation(self, avg: torch.Tensor, max: torch.Tensor) -> torch.Tensor:
         """``Mc`` (N, C, 1, 1) from the global average and max pools (N, C, 1, 1) of the input."""
-        both = self.shared_mlp(torch.cat((avg, max)))  # one pass of the MLP over both pools
-        return self.gate(both[: len(avg)] + both[len(avg) :])
+        # one MLP pass over both pools, then MLP(avg) + MLP(max) (a reshape, not a split: exports with a free batch)
+        return self.gate(self.shared_mlp(torch.cat((avg, max))).unflatten(0, (2, -1)).sum(0))
 
     def spatial_excitation(self, top: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """``Ms`` (N, 1, H, W) from the channel max and mean (N, 1, H, W) of the channel-gated input."""

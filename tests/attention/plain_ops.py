@@ -55,3 +55,12 @@ def batch_norm_eval(x: torch.Tensor, bn: nn.BatchNorm2d) -> torch.Tensor:
 
 def num_params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
+
+
+def assert_same_values_and_grads(got: torch.Tensor, want: torch.Tensor, inputs: list[torch.Tensor]) -> None:
+    """``got`` and ``want`` (float64, two computations of one function of ``inputs``) agree to 1e-12, and so do
+    their gradients with respect to every input for one random output gradient."""
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    grad = torch.randn_like(want)
+    for g, w in zip(torch.autograd.grad(got, inputs, grad), torch.autograd.grad(want, inputs, grad)):
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)

@@ -1,5 +1,6 @@
 import pytest
 import torch
+from plain_ops import assert_same_values_and_grads
 
 from attnlab.attention._common import pointwise
 
@@ -8,13 +9,7 @@ from attnlab.attention._common import pointwise
 def test_pointwise_is_the_1x1_convolution(bias):
     conv = torch.nn.Conv2d(12, 5, 1, bias=bias).double()
     pooled = torch.randn(3, 12, 1, 1, dtype=torch.float64, requires_grad=True)
-    got = pointwise(conv, pooled)
-    want = conv(pooled)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(want)
-    params = [pooled, *conv.parameters()]
-    for g, w in zip(torch.autograd.grad(got, params, grad), torch.autograd.grad(want, params, grad)):
-        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_grads(pointwise(conv, pooled), conv(pooled), [pooled, *conv.parameters()])
 
 
 def test_pointwise_on_channels_last_pools():

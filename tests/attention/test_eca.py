@@ -1,5 +1,6 @@
 import pytest
 import torch
+from plain_ops import assert_same_values_and_grads
 
 from attnlab.attention.eca import (
     CircularEfficientChannelAttention,
@@ -97,8 +98,4 @@ def test_conv_over_channels_is_the_convolution(k_size, padded):
     pooled = torch.randn(3, 16, 1, 1, dtype=torch.float64, requires_grad=True)
     got = conv_over_channels(conv, pooled)
     want = conv(pooled.reshape(3, 1, 16)).reshape(got.shape)
-    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-    grad = torch.randn_like(want)
-    params = [pooled, conv.weight]
-    for g, w in zip(torch.autograd.grad(got, params, grad), torch.autograd.grad(want, params, grad)):
-        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-12)
+    assert_same_values_and_grads(got, want, [pooled, conv.weight])

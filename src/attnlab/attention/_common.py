@@ -18,6 +18,7 @@ __all__ = [
     "global_max_pool",
     "has_forward_hooks",
     "pointwise",
+    "records_graph",
     "reduced_channels",
     "safe_sqrt",
     "spatial_std",
@@ -107,6 +108,12 @@ def global_max_pool(x: torch.Tensor) -> torch.Tensor:
 
 def has_forward_hooks(module: nn.Module) -> bool:
     return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def records_graph() -> bool:
+    """Whether autograd records an eager training graph here: not inference, tracing or export, whose graphs the
+    training-only fast paths (fused tails, recomputation, ECA's windowed product) must leave unchanged."""
+    return torch.is_grad_enabled() and not torch.jit.is_tracing() and not torch.compiler.is_exporting()
 
 
 def pointwise(conv: nn.Conv2d, pooled: torch.Tensor) -> torch.Tensor:

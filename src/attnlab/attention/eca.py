@@ -14,6 +14,7 @@ from ._common import (
     check_positive_int,
     create_act,
     has_forward_hooks,
+    records_graph,
     reduced_channels,
 )
 from ._registry import register_attention
@@ -33,12 +34,7 @@ def conv_over_channels(conv: nn.Conv1d, pooled: torch.Tensor) -> torch.Tensor:
     at these sizes). Otherwise (inference, tracing, export), or when ``conv`` has forward hooks, the convolution
     itself runs: exported graphs keep their Conv node, which every exporter and runtime supports."""
     y = pooled.flatten(1)
-    if (
-        not torch.is_grad_enabled()
-        or torch.jit.is_tracing()
-        or torch.compiler.is_exporting()
-        or has_forward_hooks(conv)
-    ):
+    if not records_graph() or has_forward_hooks(conv):
         return conv(y.unsqueeze(1)).squeeze(1)[..., None, None]
     (k,), (pad,) = conv.kernel_size, conv.padding
     if pad:
@@ -130,12 +126,9 @@ class EfficientChannelAttentionMLP(ChannelGate):
     def excite(self, pooled: torch.Tensor) -> torch.Tensor:
         n, c = pooled.shape[:2]
         y = pooled.reshape(n, 1, c)
-        if torch.is_grad_enabled() and not (torch.jit.is_tracing() or torch.compiler.is_exporting()):
-            # the (N, hidden, C) lift is hidden / (H * W) activations of the block's size (at 7 x 7 from 512
-            # channels on, more than one): recomputed in backward from the (N, 1, C) pool instead of kept
-            y = checkpoint(self._mix, y, use_reentrant=False)
-        else:
-            y = self._mix(y)
+        # the (N, hidden, C) lift is hidden / (H * W) activations of the block's size (at 7 x 7 from 512 channels
+        # on, more than one): under autograd, recomputed in backward from the (N, 1, C) pool instead of kept
+        y = checkpoint(self._mix, y, use_reentrant=False) if records_graph() else self._mix(y)
         return self.gate(y.reshape(n, c, 1, 1))
 
     def extra_repr(self) -> str:

@@ -19,7 +19,7 @@ import itertools
 import torch
 from torch import nn
 
-from ._common import ChannelGate, global_avg_pool, global_max_pool, has_forward_hooks
+from ._common import ChannelGate, global_avg_pool, global_max_pool, has_forward_hooks, records_graph
 from .cbam import CBAM
 
 __all__ = [
@@ -365,9 +365,7 @@ def can_fuse(bn: nn.Module, attention: nn.Module | None, bn_hooks: bool = False)
     return (
         type(bn) is nn.BatchNorm2d
         and isinstance(attention, (ChannelGate, CBAM))
-        and torch.is_grad_enabled()
-        and not torch.jit.is_tracing()
-        and not torch.compiler.is_exporting()
+        and records_graph()
         and (bn_hooks or not has_forward_hooks(bn))
         and not has_forward_hooks(attention)
     )

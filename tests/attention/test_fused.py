@@ -13,7 +13,7 @@ from torch import nn
 
 import attnlab
 from attnlab.attention import create_attention, gated_batch_norm
-from attnlab.attention.fused import attended, batch_norm_affine, pools_by_mean, unfused_copy
+from attnlab.attention.fused import _channel_max, _spatial_max, attended, batch_norm_affine, pools_by_mean, unfused_copy
 from attnlab.bench.throughput import saved_activation_bytes
 
 FUSED = ["se", "ese", "eca", "ecam", "ceca", "fca", "ge", "gct", "srm", "cbam", "lcbam"]
@@ -368,3 +368,25 @@ def test_activation_checkpointing_of_stages(name):
     got.square().sum().backward()
     for (key, p), q in zip(checkpointed.named_parameters(), model.parameters(), strict=True):
         torch.testing.assert_close(p.grad, q.grad, msg=key)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("size", [(5, 7), (3, 20), (17, 18)])
+def test_pool_maxima_are_torch_max(dtype, channels_last, size):
+    # rounded to one decimal: many ties, where the first index in memory order must win as in torch.max
+    x = torch.randn(2, 24, *size).mul(2).round(decimals=1).to(dtype)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    top, index = _spatial_max(x)
+    want_top, want_index = x.flatten(2).max(2, keepdim=True)
+    assert torch.equal(top, want_top.unsqueeze(-1)) and torch.equal(index, want_index)
+    top, index = _channel_max(x)
+    want_top, want_index = x.max(1, keepdim=True)
+    assert torch.equal(top, want_top) and torch.equal(index, want_index)
+
+
+def test_cbam_wide_maps_match_the_plain_path():
+    # 72 px: ResNet-18's first stage is 18 x 18, where the spatial max takes its two-step path
+    model = attnlab.create_model("resnet18", attention="cbam", num_classes=10).double()
+    assert_same_training_step(model, unfused_copy(model), torch.randn(2, 3, 72, 72, dtype=torch.float64), 1e-9)

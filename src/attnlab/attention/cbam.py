@@ -13,6 +13,7 @@ from ._common import (
     global_max_pool,
     has_forward_hooks,
     pointwise,
+    records_graph,
     reduced_channels,
 )
 from ._registry import register_attention
@@ -74,7 +75,11 @@ class CBAM(nn.Module):
 
     def spatial_excitation(self, top: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
         """``Ms`` (N, 1, H, W) from the channel max and mean (N, 1, H, W) of the channel-gated input."""
-        return self.spatial_gate(self.spatial_bn(self.spatial_conv(torch.cat((top, mean), dim=1))))
+        pooled = torch.cat((top, mean), dim=1)
+        if records_graph() and pooled.device.type == "cpu":
+            # oneDNN's backward of this 2 -> 1 channel conv runs 1.8-2.7x faster in channels_last at 20-40 px
+            pooled = pooled.contiguous(memory_format=torch.channels_last)
+        return self.spatial_gate(self.spatial_bn(self.spatial_conv(pooled)))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.channels)

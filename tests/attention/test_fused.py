@@ -57,21 +57,12 @@ def test_gradcheck_float64(name, residual, train):
     assert torch.autograd.gradcheck(fused, (c, identity, *params), eps=1e-6, atol=1e-8, rtol=1e-6)
 
 
-KNOWN_BF16_GAP = pytest.mark.xfail(
-    reason="CBAM in bf16 at module level: one parameter gradient ~40% off the float64 truth where the plain path is "
-    "~0.2% off (channel-max ties / rounding; not yet explained). The model-level bf16 autocast test passes.",
-    strict=False,
-)
-
-
 @pytest.mark.parametrize("name", FUSED)
 @pytest.mark.parametrize(
     "dtype",
     [torch.float64, torch.float32, torch.bfloat16],
 )
-def test_equals_the_plain_ops(name, dtype, request):
-    if name == "cbam" and dtype == torch.bfloat16:
-        request.applymarker(KNOWN_BF16_GAP)
+def test_equals_the_plain_ops(name, dtype):
     bn = make_bn(16, dtype).train()
     bn.momentum = 0.1
     gate = create_attention(name, 16, **KWARGS.get(name, {})).to(dtype).train()
@@ -79,6 +70,14 @@ def test_equals_the_plain_ops(name, dtype, request):
     c = torch.randn(2, 16, 6, 7, dtype=dtype, requires_grad=True)
     identity = torch.randn(2, 16, 6, 7, dtype=dtype, requires_grad=True)
     weight = torch.randn(2, 16, 6, 7, dtype=dtype)
+    if dtype == torch.bfloat16:
+        truth_bn, truth_gate = copy.deepcopy(bn).double(), copy.deepcopy(gate).double()
+        c64, identity64 = c.detach().double().requires_grad_(), identity.detach().double().requires_grad_()
+        truth = truth_gate(truth_bn(c64)) + identity64
+        # an output within bf16 rounding of 0 lands on either side of the ReLU depending on the order of the
+        # roundings, and takes its whole gradient with it (one such flip moved CBAM's spatial BN weight gradient by
+        # 40%): those positions are left out of the loss
+        weight[truth.detach().abs() < 0.05] = 0
 
     got = gated_batch_norm(bn, c, gate, identity, relu=True)
     want = torch.relu(ref_gate(ref_bn(c)) + identity)
@@ -89,21 +88,15 @@ def test_equals_the_plain_ops(name, dtype, request):
     grads = torch.autograd.grad((got * weight).sum(), inputs)
     ref_grads = torch.autograd.grad((want * weight).sum(), ref_inputs)
     if dtype == torch.bfloat16:
-        # bf16 rounding is large (and, for CBAM, ties in the channel max, whose gradient torch.max gives to one
-        # channel and amax splits, are common): the fused gradients must be no further from the float64 truth
-        # than the plain path's
-        truth_bn, truth_gate = ref_bn.double(), ref_gate.double()
-        c64, identity64 = c.detach().double().requires_grad_(), identity.detach().double().requires_grad_()
-        with torch.no_grad():  # undo the two updates of the running statistics above: use the original ones
-            truth_bn.running_mean.copy_(ref_bn.running_mean)
-        truth = torch.relu(truth_gate(truth_bn.train()(c64)) + identity64)
+        # bf16 rounding is large: the fused gradients must be no further from the float64 truth than the plain
+        # path's. (Ties, common in bf16, still move a max pool's gradient between positions, where torch.max picks
+        # one and amax splits: over seeds 1-30, 2 draws of lcbam exceed this bound.)
         truth_grads = torch.autograd.grad(
-            (truth * weight.double()).sum(), [c64, identity64, *truth_bn.parameters(), *truth_gate.parameters()]
+            (truth.relu() * weight.double()).sum(),
+            [c64, identity64, *truth_bn.parameters(), *truth_gate.parameters()],
         )
-        # CBAM: bf16 makes ties in the channel max common, and there the two paths' gradients differ by design
-        slack = 0.2 if name == "cbam" else 5e-2
         for g, r, t in zip(grads, ref_grads, truth_grads):
-            assert (g.double() - t).norm() <= 2 * (r.double() - t).norm() + slack * t.norm()
+            assert (g.double() - t).norm() <= 2 * (r.double() - t).norm() + 5e-2 * t.norm()
         return
     for g, r in zip(grads, ref_grads):
         scale = r.abs().max().clamp_min(1)

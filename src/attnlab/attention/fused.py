@@ -266,7 +266,9 @@ def attention_tail(
     return gated_tail(x, gate, identity, source, scale, shift, relu)
 
 
-def _gated_channel_pools(ctx, x, gate, overwrite) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _gated_channel_pools(
+    ctx, x: torch.Tensor, gate: torch.Tensor, overwrite: bool
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
     """``xg = x * gate`` (into ``x`` with ``overwrite``), its channel max and mean (N, 1, H, W) and the max's
     first argmax channel (N, 1, H, W)."""
     xg = _gate_product(ctx, x, gate, None, overwrite)
@@ -274,7 +276,9 @@ def _gated_channel_pools(ctx, x, gate, overwrite) -> tuple[torch.Tensor, torch.T
     return xg, top, xg.mean(1, keepdim=True), index
 
 
-def _grad_of_gated(grad_xg, grad_top, grad_mean, index) -> torch.Tensor:
+def _grad_of_gated(
+    grad_xg: torch.Tensor, grad_top: torch.Tensor, grad_mean: torch.Tensor, index: torch.Tensor
+) -> torch.Tensor:
     """The gradient reaching ``xg`` from its three uses: itself, its channel mean, its channel max (to the argmax
     channel only: ``torch.max`` semantics; ``amax`` would split it among ties)."""
     grad = grad_xg + grad_mean / grad_xg.shape[1]

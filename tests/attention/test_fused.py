@@ -383,3 +383,19 @@ def test_cbam_wide_maps_match_the_plain_path():
     # 72 px: ResNet-18's first stage is 18 x 18, where the spatial max takes its two-step path
     model = attnlab.create_model("resnet18", attention="cbam", num_classes=10).double()
     assert_same_training_step(model, unfused_copy(model), torch.randn(2, 3, 72, 72, dtype=torch.float64), 1e-9)
+
+
+def test_compiled_cbam_tail_with_dynamic_sizes():
+    # multi-scale training recompiles with symbolic heights and widths; the channel max's transposed view once
+    # broke inductor's layout planning there
+    bn, gate = make_bn(64).train(), create_attention("cbam", 64, reduction=4).double().train()
+    ref_bn, ref_gate = copy.deepcopy(bn), copy.deepcopy(gate)
+    compiled = torch.compile(lambda c, identity: gated_batch_norm(bn, c, gate, identity, relu=True), dynamic=True)
+    c = torch.randn(2, 64, 5, 6, dtype=torch.float64, requires_grad=True)
+    identity = torch.randn_like(c, requires_grad=True)
+    got, want = compiled(c, identity), torch.relu(ref_gate(ref_bn(c)) + identity)
+    torch.testing.assert_close(got, want)
+    grads = torch.autograd.grad(got.square().sum(), [c, identity, *bn.parameters(), *gate.parameters()])
+    ref_grads = torch.autograd.grad(want.square().sum(), [c, identity, *ref_bn.parameters(), *ref_gate.parameters()])
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r)

@@ -64,15 +64,6 @@ def _sum_grad_times_x(
     return (grad * _affine(source, scale, shift)).sum_to_size(shape), None
 
 
-def _out(buffer: torch.Tensor | None, dtype: torch.dtype, *operands: torch.Tensor) -> dict:
-    """``{"out": buffer}`` when the full-size temporary ``buffer`` (see :func:`_sum_grad_times_x`) can take a
-    result of ``dtype`` computed from ``operands`` without a cast, else ``{}`` (allocate)."""
-    promoted = operands[0].dtype
-    for operand in operands[1:]:
-        promoted = torch.promote_types(promoted, operand.dtype)
-    return {"out": buffer} if buffer is not None and buffer.dtype == dtype == promoted else {}
-
-
 def _affine(source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     """``source * scale + shift`` for (1 or N, C, 1, 1) ``scale``, ``shift``, as a product and an in-place add:
     two vectorised passes, 2-3x faster on CPU than ``addcmul``, which runs a scalar loop when two of its operands
@@ -81,11 +72,35 @@ def _affine(source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor) -> t
 
 
 def _grad_through_gate(
-    grad: torch.Tensor, gate: torch.Tensor, spread: torch.Tensor, buffer: torch.Tensor | None, dtype: torch.dtype
+    grad: torch.Tensor,
+    gate: torch.Tensor,
+    spread: torch.Tensor | None,
+    buffer: torch.Tensor | None,
+    dtype: torch.dtype,
 ) -> torch.Tensor:
-    """``grad * gate + spread`` in ``dtype`` for (N, C, 1, 1) ``gate`` and ``spread`` (a pool's gradient over
-    space), written into ``buffer`` when it can take it (see :func:`_out`); as :func:`_affine`, not ``addcmul``."""
-    return torch.mul(grad, gate, **_out(buffer, dtype, grad, gate)).add_(spread).to(dtype)
+    """``grad * gate (+ spread)`` in ``dtype``, written into ``buffer`` (the full-size temporary of
+    :func:`_sum_grad_times_x`, free by now) when the product has its dtype already, else into a new tensor.
+    ``spread``, a pool's (N, C, 1, 1) gradient over space, is added in place, not through ``addcmul`` (see
+    :func:`_affine`)."""
+    fits = buffer is not None and buffer.dtype == dtype == torch.promote_types(grad.dtype, gate.dtype)
+    product = torch.mul(grad, gate, out=buffer) if fits else grad * gate
+    return (product if spread is None else product.add_(spread)).to(dtype)
+
+
+def _grads_of_gate_product(
+    ctx, grad: torch.Tensor, gate: torch.Tensor, source: torch.Tensor, scale: torch.Tensor, shift: torch.Tensor
+) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    """The gradients of ``x`` and ``gate`` (inputs 0 and 1 of ``ctx``'s Function, dtypes ``ctx.dtypes[:2]``) of
+    ``x * gate`` for ``x = source * scale + shift``, as far as they are needed; ``grad_x`` reuses the temporary of
+    ``grad_gate``."""
+    x_dtype, gate_dtype = ctx.dtypes[:2]
+    grad_x = grad_gate = buffer = None
+    if ctx.needs_input_grad[1]:
+        grad_gate, buffer = _sum_grad_times_x(grad, source, scale, shift, gate.shape)
+        grad_gate = grad_gate.to(gate_dtype)
+    if ctx.needs_input_grad[0]:
+        grad_x = _grad_through_gate(grad, gate, None, buffer, x_dtype)
+    return grad_x, grad_gate
 
 
 def _gate_product(
@@ -133,15 +148,8 @@ class GatedTail(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         grad, gate, source, scale, shift = _tail_backward_start(ctx, grad)
-        x_dtype, gate_dtype, identity_dtype = ctx.dtypes
-        grad_x = grad_gate = grad_identity = buffer = None
-        if ctx.needs_input_grad[1]:
-            grad_gate, buffer = _sum_grad_times_x(grad, source, scale, shift, gate.shape)
-            grad_gate = grad_gate.to(gate_dtype)
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.mul(grad, gate, **_out(buffer, x_dtype, grad, gate)).to(x_dtype)
-        if ctx.needs_input_grad[2]:
-            grad_identity = grad.to(identity_dtype)
+        grad_x, grad_gate = _grads_of_gate_product(ctx, grad, gate, source, scale, shift)
+        grad_identity = grad.to(ctx.dtypes[2]) if ctx.needs_input_grad[2] else None
         return grad_x, grad_gate, grad_identity, None, None, None, None, None
 
 
@@ -300,15 +308,8 @@ class GatedChannelPool(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad_xg, grad_top, grad_mean):
         gate, source, scale, shift, index = ctx.saved_tensors
-        x_dtype, gate_dtype = ctx.dtypes
         grad = _grad_of_gated(grad_xg, grad_top, grad_mean, index)
-        grad_x = grad_gate = buffer = None
-        if ctx.needs_input_grad[1]:
-            grad_gate, buffer = _sum_grad_times_x(grad, source, scale, shift, gate.shape)
-            grad_gate = grad_gate.to(gate_dtype)
-        if ctx.needs_input_grad[0]:
-            grad_x = torch.mul(grad, gate, **_out(buffer, x_dtype, grad, gate)).to(x_dtype)
-        return grad_x, grad_gate, None, None, None, None
+        return *_grads_of_gate_product(ctx, grad, gate, source, scale, shift), None, None, None, None
 
 
 class ExcitedChannelPool(torch.autograd.Function):
